@@ -1,0 +1,73 @@
+"""An independent Yuan 2.0 forward pass, written from the architecture description.
+
+It follows the public reference's computation literally (LFA as padded Conv2d on a
+(B, H, S, 1) layout, explicit causal softmax in float32, the stacked q/k split per
+head) and shares no code with `trainer.model`, so a parity test against it checks
+our port rather than itself. It reads a plain state dict in HF Yuan2 names.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    return w * (x * torch.rsqrt(var + eps))
+
+
+def _lfa(x: torch.Tensor, sd: dict, p: str, eps: float) -> torch.Tensor:
+    b, s, h = x.shape
+    inp = x.permute(0, 2, 1).unsqueeze(-1)  # (B, H, S, 1)
+    o1 = F.conv2d(inp, sd[p + "conv1.weight"], sd[p + "conv1.bias"], padding=(1, 0))[:, :, :s]
+    o2 = F.conv2d(o1, sd[p + "conv2.weight"], sd[p + "conv2.bias"], padding=(1, 0))[:, :, :s]
+    y = o2.squeeze(-1).permute(0, 2, 1)
+    return _rms(y + x, sd[p + "output_layernorm.weight"], eps)
+
+
+def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
+    # x: (B, N, S, D); positions 0..S-1; "rotate half" convention.
+    d = x.shape[-1]
+    inv = 1.0 / (theta ** (torch.arange(0, d, 2).float() / d))
+    t = torch.arange(x.shape[2]).float()
+    freqs = torch.einsum("i,j->ij", t, inv)
+    emb = torch.cat((freqs, freqs), -1)
+    cos, sin = emb.cos(), emb.sin()
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return x * cos + torch.cat((-x2, x1), -1) * sin
+
+
+def reference_logits(sd: dict, cfg: dict, input_ids: torch.Tensor) -> torch.Tensor:
+    """Logits (B, S, V) of a Yuan2 model given as an HF-named state dict."""
+    h, n = cfg["hidden_size"], cfg["num_attention_heads"]
+    d = h // n
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    theta = cfg.get("rope_theta", 10000.0)
+    x = sd["model.embed_tokens.weight"][input_ids]
+    b, s, _ = x.shape
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        res = x
+        hs = _rms(x, sd[p + "input_layernorm.weight"], eps)
+        v = (hs @ sd[p + "self_attn.v_proj.weight"].T).view(b, s, n, d).transpose(1, 2)
+        z = _lfa(hs, sd, p + "self_attn.lf_gate.", eps)
+        qk_w = torch.cat((sd[p + "self_attn.q_proj.weight"], sd[p + "self_attn.k_proj.weight"]), 0)
+        qk = (z @ qk_w.T).view(b, s, n, 2 * d)
+        q, k = qk[..., :d].transpose(1, 2), qk[..., d:].transpose(1, 2)
+        q, k = _rope(q, theta), _rope(k, theta)
+        att = (q @ k.transpose(2, 3)) / math.sqrt(d)
+        causal = torch.full((s, s), float("-inf")).triu(1)
+        att = torch.softmax((att + causal).float(), -1).to(q.dtype)
+        o = (att @ v).transpose(1, 2).reshape(b, s, h) @ sd[p + "self_attn.o_proj.weight"].T
+        x = res + o
+        res = x
+        hs = _rms(x, sd[p + "post_attention_layernorm.weight"], eps)
+        gate = hs @ sd[p + "mlp.gate_proj.weight"].T
+        up = hs @ sd[p + "mlp.up_proj.weight"].T
+        x = res + (gate * F.silu(up)) @ sd[p + "mlp.down_proj.weight"].T
+    x = _rms(x, sd["model.norm.weight"], eps)
+    head = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
+    return x @ head.T

@@ -1,0 +1,377 @@
+"""The Yuan 2.0 decoder with Localized Filtering-based Attention (LFA), top to bottom.
+
+This file imports only torch: it is also copied, unchanged, into every released
+checkpoint folder, where `modeling_yuan.py` wraps it for
+`transformers.AutoModelForCausalLM` (see `trainer.hf`). It takes any config
+object with the attributes of `trainer.config.YuanConfig` (an HF config works).
+
+Shapes: B batch, S new tokens, T cached + new tokens, H hidden, N heads, D head dim.
+
+Two facts of the architecture that a naive port gets wrong:
+- LFA filters the queries' and keys' input only; values read the unfiltered x.
+- `q_proj` and `k_proj` are concatenated along the output and split per head
+  into chunks of 2*D: head i's query is the first D of chunk i, its key the
+  second D. So query head i is not rows [i*D, (i+1)*D) of `q_proj`.
+
+Packing and padding are expressed by one (B, S) boolean, `starts`: True where a
+token begins a new sequence. A start resets the rotary position to 0, blocks
+attention to earlier tokens and zeroes the LFA's view of earlier tokens, so a
+packed row computes exactly what its examples compute one by one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclasses.dataclass
+class CausalLMOutput:
+    """What the model returns: logits (B, S, V) and, when asked, the cache."""
+
+    logits: torch.Tensor
+    past_key_values: YuanCache | None = None
+    loss: torch.Tensor | None = None
+
+
+class YuanCache:
+    """Per-layer keys, values and the last two LFA inputs, for incremental decoding.
+
+    `key_valid` (B, T) marks real (not padding) keys; `lf_valid` (B, 2) marks
+    whether the two remembered LFA inputs are real tokens; `next_pos` (B,) is the
+    rotary position of the next token of each row.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.lf_inputs: list[torch.Tensor | None] = [None] * num_layers
+        self.key_valid: torch.Tensor | None = None
+        self.lf_valid: torch.Tensor | None = None
+        self.next_pos: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.key_valid is None else self.key_valid.shape[1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (used when finished rows leave a batch)."""
+        for store in (self.keys, self.values, self.lf_inputs):
+            for i, t in enumerate(store):
+                if t is not None:
+                    store[i] = t.index_select(0, rows)
+        for name in ("key_valid", "lf_valid", "next_pos"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t.index_select(0, rows))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Statistics in float32 whatever the input dtype, as the reference does.
+        variance = x.float().pow(2).mean(-1, keepdim=True)
+        x = (x.float() * torch.rsqrt(variance + self.eps)).to(self.weight.dtype)
+        return self.weight * x
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables (B, 1, S, D) for the given positions (B, S), "rotate half" layout."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
+    freqs = positions.float()[..., None] * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _shift_right(x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+    """x[t-1] at position t (zero at t=0 and wherever a sequence starts)."""
+    prev = F.pad(x, (0, 0, 1, 0))[:, :-1]
+    if starts is not None:
+        prev = prev.masked_fill(starts[..., None], 0.0)
+    return prev
+
+
+def _causal_pair(conv: nn.Module, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+    """A kernel-2 causal convolution, W[..., 0]·prev + W[..., 1]·cur + b, on (B, S, C) inputs.
+
+    A plain `nn.Conv2d` runs as two matrix products on its weight taps. Anything
+    else in its place (a peft LoRA wrapper, say) is called as the convolution it
+    claims to be, on a (B, C, 2, S) stack of [prev, cur] whose middle output row
+    is exactly the wanted value; that keeps adapters on the convolutions standard.
+    """
+    if type(conv) is nn.Conv2d:
+        weight = conv.weight
+        out = F.linear(cur, weight[:, :, 1, 0], conv.bias)
+        return out + F.linear(prev, weight[:, :, 0, 0])
+    stacked = torch.stack((prev, cur), dim=1).permute(0, 3, 1, 2)
+    return conv(stacked)[:, :, 1, :].transpose(1, 2)
+
+
+class LocalizedFiltering(nn.Module):
+    """LFA: two causal kernel-2 convolutions (H -> H/2 -> H), residual, RMSNorm.
+
+    Kernel index 0 multiplies position t-1 and index 1 position t, as in the
+    reference's `Conv2d(..., (2, 1), padding=(1, 0))` truncated to S outputs.
+    """
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(hidden_size, hidden_size // 2, (2, 1), padding=(1, 0))
+        self.conv2 = nn.Conv2d(hidden_size // 2, hidden_size, (2, 1), padding=(1, 0))
+        self.output_layernorm = RMSNorm(hidden_size, eps)
+
+    def filter(self, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+        y1 = _causal_pair(self.conv1, _shift_right(x, starts), x)
+        y2 = _causal_pair(self.conv2, _shift_right(y1, starts), y1)
+        return self.output_layernorm(y2 + x)
+
+    def forward(self, x: torch.Tensor, starts: torch.Tensor | None,
+                memory: torch.Tensor | None = None, memory_starts: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Filter x; with `memory` (B, 2, H), the two inputs before x are prepended.
+
+        `memory_starts` (B, 2) are the start flags of those two remembered inputs.
+        """
+        if memory is None:
+            return self.filter(x, starts)
+        full = torch.cat((memory, x), dim=1)
+        full_starts = torch.cat((memory_starts, starts), dim=1)
+        return self.filter(full, full_starts)[:, 2:]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = hidden // self.num_heads
+        self.rope_theta = float(getattr(config, "rope_theta", 10000.0))
+        self.q_proj = nn.Linear(hidden, hidden, bias=False)
+        self.k_proj = nn.Linear(hidden, hidden, bias=False)
+        self.v_proj = nn.Linear(hidden, hidden, bias=False)
+        self.o_proj = nn.Linear(hidden, hidden, bias=False)
+        self.lf_gate = LocalizedFiltering(hidden, config.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, ctx: _Context, layer: int) -> torch.Tensor:
+        b, s, h = x.shape
+        n, d = self.num_heads, self.head_dim
+        cache = ctx.cache
+        memory = None if cache is None else cache.lf_inputs[layer]
+        if cache is not None:
+            # Remember the last two LFA inputs before they are consumed.
+            prior = memory if memory is not None else x.new_zeros(b, 2, h)
+            cache.lf_inputs[layer] = torch.cat((prior, x), dim=1)[:, -2:]
+        z = self.lf_gate(x, ctx.starts, memory, ctx.memory_starts if memory is not None else None)
+
+        qk = torch.cat((self.q_proj(z), self.k_proj(z)), dim=-1).view(b, s, n, 2 * d)
+        q, k = qk.transpose(1, 2).chunk(2, dim=-1)
+        v = self.v_proj(x).view(b, s, n, d).transpose(1, 2)
+        q = apply_rotary(q, ctx.cos, ctx.sin)
+        k = apply_rotary(k, ctx.cos, ctx.sin)
+        if cache is not None:
+            if cache.keys[layer] is not None:
+                k = torch.cat((cache.keys[layer], k), dim=2)
+                v = torch.cat((cache.values[layer], v), dim=2)
+            cache.keys[layer], cache.values[layer] = k, v
+        if ctx.mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)
+        return self.o_proj(out.transpose(1, 2).reshape(b, s, h))
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Yuan puts the activation on up_proj, not on gate_proj as LLaMA does.
+        return self.down_proj(self.gate_proj(x) * F.silu(self.up_proj(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config.hidden_size, config.intermediate_size)
+
+    def forward(self, x: torch.Tensor, ctx: _Context, layer: int) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), ctx, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+@dataclasses.dataclass
+class _Context:
+    """Per-forward tensors shared by every layer."""
+
+    starts: torch.Tensor | None
+    cos: torch.Tensor
+    sin: torch.Tensor
+    mask: torch.Tensor | None
+    cache: YuanCache | None
+    memory_starts: torch.Tensor | None
+
+
+class YuanModel(nn.Module):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.rope_theta = float(getattr(config, "rope_theta", 10000.0))
+        self.gradient_checkpointing = False
+
+    def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, cache: YuanCache | None = None
+                ) -> torch.Tensor:
+        x = self.embed_tokens(input_ids)
+        ctx = self._context(input_ids, x.dtype, attention_mask, segment_ids, cache)
+        for i, layer in enumerate(self.layers):
+            if self.gradient_checkpointing and self.training:
+                x = checkpoint(layer, x, ctx, i, use_reentrant=False)
+            else:
+                x = layer(x, ctx, i)
+        return self.norm(x)
+
+    def _context(self, input_ids: torch.Tensor, dtype: torch.dtype, attention_mask: torch.Tensor | None,
+                 segment_ids: torch.Tensor | None, cache: YuanCache | None) -> _Context:
+        """Start flags, rotary positions and the attention mask for this forward.
+
+        `attention_mask` (B, S) or (B, T) marks real tokens with 1 and padding with 0
+        (HF convention); `segment_ids` (B, S) numbers the examples of a packed row.
+        """
+        b, s = input_ids.shape
+        device = input_ids.device
+        past = 0 if cache is None else cache.length
+        if attention_mask is not None:
+            valid = attention_mask[:, -s:].to(device=device, dtype=torch.bool)
+        else:
+            valid = torch.ones(b, s, dtype=torch.bool, device=device)
+        plain = attention_mask is None and segment_ids is None and past == 0
+
+        # A token starts a sequence when the token before it is padding (or absent)
+        # or belongs to another packed example.
+        before = cache.lf_valid[:, -1:] if past else torch.zeros(b, 1, dtype=torch.bool, device=device)
+        starts = ~torch.cat((before, valid[:, :-1]), dim=1)
+        if segment_ids is not None:
+            starts[:, 1:] |= segment_ids[:, 1:] != segment_ids[:, :-1]
+
+        idx = torch.arange(s, device=device).expand(b, s)
+        if past:
+            positions = cache.next_pos[:, None] + idx
+        else:
+            first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+            positions = idx - first
+        cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_theta, dtype)
+
+        mask = None
+        if not plain:
+            seq = torch.cumsum(starts.long(), dim=1)
+            allowed = (seq[:, :, None] == seq[:, None, :]) & valid[:, None, :]
+            allowed &= torch.ones(s, s, dtype=torch.bool, device=device).tril()
+            # Every query sees itself, so rows of padding never softmax over nothing.
+            allowed |= torch.eye(s, dtype=torch.bool, device=device)
+            if past:
+                # Cached keys all belong to the row's one sequence (no packing with a cache).
+                old = cache.key_valid[:, None, :].expand(b, s, past)
+                # A query after a start inside this chunk belongs to a new sequence.
+                allowed = torch.cat((old & (seq[:, :, None] == 0), allowed), dim=2)
+            mask = allowed[:, None]
+
+        memory_starts = None
+        if cache is not None:
+            if past:
+                # The older remembered input has nothing before it; the newer one
+                # starts a sequence when the older one is padding.
+                memory_starts = torch.stack((torch.ones_like(cache.lf_valid[:, 0]), ~cache.lf_valid[:, 0]), 1)
+            prev_valid = cache.lf_valid if past else torch.zeros(b, 2, dtype=torch.bool, device=device)
+            cache.lf_valid = torch.cat((prev_valid, valid), dim=1)[:, -2:]
+            cache.key_valid = valid if not past else torch.cat((cache.key_valid, valid), dim=1)
+            cache.next_pos = positions[:, -1] + 1
+        return _Context(starts, cos, sin, mask, cache, memory_starts)
+
+
+class YuanForCausalLM(nn.Module):
+    """Decoder plus output head; parameter names follow the HF Yuan2 checkpoints."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.model = YuanModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def init_weights(self, seed: int | None = None) -> None:
+        """Random initialisation (normal, std initializer_range), for new or tiny models."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        std = self.config.initializer_range
+        for name, p in self.named_parameters():
+            with torch.no_grad():
+                if name.endswith("layernorm.weight") or name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                elif name.endswith(".bias"):
+                    p.zero_()
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+    def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                segment_ids: torch.Tensor | None = None, past_key_values: YuanCache | None = None,
+                use_cache: bool = False) -> CausalLMOutput:
+        cache = past_key_values
+        if use_cache and cache is None:
+            cache = YuanCache(len(self.model.layers))
+        hidden = self.model(input_ids, attention_mask=attention_mask, segment_ids=segment_ids, cache=cache)
+        return CausalLMOutput(logits=self.lm_head(hidden), past_key_values=cache)
+
+    def hidden_states(self, input_ids: torch.Tensor, *, segment_ids: torch.Tensor | None = None,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final normed hidden states (B, S, H), for losses that apply the head in chunks."""
+        return self.model(input_ids, attention_mask=attention_mask, segment_ids=segment_ids)
+
+
+def num_parameters(model: nn.Module, *, exclude_embedding: bool = False) -> int:
+    """Unique parameters (tied weights counted once)."""
+    seen = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in seen.values())
+    if exclude_embedding:
+        emb = getattr(getattr(model, "model", model), "embed_tokens", None)
+        if emb is not None:
+            total -= emb.weight.numel() if not _is_tied(model) else 0
+    return total
+
+
+def _is_tied(model: nn.Module) -> bool:
+    head = getattr(model, "lm_head", None)
+    return head is not None and head.weight is model.model.embed_tokens.weight
+
+
+def flops_per_token(config: Any, seq_len: int, n_params: int) -> float:
+    """Training FLOPs per token: 6N + 6·L·H·S (N without the embedding lookup)."""
+    return 6.0 * n_params + 6.0 * config.num_hidden_layers * config.hidden_size * seq_len
+
+
+__all__ = ["CausalLMOutput", "YuanCache", "YuanForCausalLM", "YuanModel", "flops_per_token",
+           "num_parameters"]
