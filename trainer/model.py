@@ -29,14 +29,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+#: Target value of positions that carry no loss.
+IGNORE_INDEX = -100
+#: Target rows sent through the output head at once (bounds the float32 logits alive).
+_LOSS_CHUNK = 4096
+
 
 @dataclasses.dataclass
 class CausalLMOutput:
     """What the model returns: logits (B, S, V) and, when asked, the cache."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     past_key_values: YuanCache | None = None
+    #: With `targets`: the sum of weighted token losses, and the sum of the weights.
     loss: torch.Tensor | None = None
+    loss_weight: torch.Tensor | None = None
 
 
 class YuanCache:
@@ -339,17 +346,37 @@ class YuanForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, past_key_values: YuanCache | None = None,
-                use_cache: bool = False) -> CausalLMOutput:
+                use_cache: bool = False, targets: torch.Tensor | None = None,
+                weights: torch.Tensor | None = None) -> CausalLMOutput:
+        """Logits (B, S, V); or, given `targets` (B, S; -100 = no loss), the weighted loss sum.
+
+        The loss path never builds the full logits: the head runs on target rows
+        only, a chunk at a time, so a 135,040-token vocabulary stays affordable.
+        """
         cache = past_key_values
         if use_cache and cache is None:
             cache = YuanCache(len(self.model.layers))
         hidden = self.model(input_ids, attention_mask=attention_mask, segment_ids=segment_ids, cache=cache)
-        return CausalLMOutput(logits=self.lm_head(hidden), past_key_values=cache)
+        if targets is None:
+            return CausalLMOutput(logits=self.lm_head(hidden), past_key_values=cache)
+        if weights is None:
+            weights = torch.ones_like(targets, dtype=torch.float32)
+        loss, weight = self._loss(hidden, targets, weights)
+        return CausalLMOutput(logits=None, past_key_values=cache, loss=loss, loss_weight=weight)
 
-    def hidden_states(self, input_ids: torch.Tensor, *, segment_ids: torch.Tensor | None = None,
-                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final normed hidden states (B, S, H), for losses that apply the head in chunks."""
-        return self.model(input_ids, attention_mask=attention_mask, segment_ids=segment_ids)
+    def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = targets.reshape(-1)
+        keep = targets != IGNORE_INDEX
+        hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
+        targets, weights = targets[keep], weights.reshape(-1)[keep].float()
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], _LOSS_CHUNK):
+            end = start + _LOSS_CHUNK
+            logits = self.lm_head(hidden[start:end]).float()
+            losses = F.cross_entropy(logits, targets[start:end], reduction="none")
+            total = total + (losses * weights[start:end]).sum()
+        return total, weights.sum()
 
 
 def num_parameters(model: nn.Module, *, exclude_embedding: bool = False) -> int:
@@ -373,5 +400,5 @@ def flops_per_token(config: Any, seq_len: int, n_params: int) -> float:
     return 6.0 * n_params + 6.0 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
-__all__ = ["CausalLMOutput", "YuanCache", "YuanForCausalLM", "YuanModel", "flops_per_token",
+__all__ = ["IGNORE_INDEX", "CausalLMOutput", "YuanCache", "YuanForCausalLM", "YuanModel", "flops_per_token",
            "num_parameters"]
