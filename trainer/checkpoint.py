@@ -127,12 +127,12 @@ def load_weights(model: YuanForCausalLM, state: dict[str, torch.Tensor], *, sour
         model.lm_head.weight = model.model.embed_tokens.weight
 
 
-def export_state_dict(model: torch.nn.Module, config: YuanConfig) -> dict[str, torch.Tensor]:
+def hf_state(state: dict[str, torch.Tensor], config: YuanConfig) -> dict[str, torch.Tensor]:
     """HF-named tensors to write: contiguous, on CPU, the tied head left out (as HF does)."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    out = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    return state
+        out.pop("lm_head.weight", None)
+    return out
 
 
 def save_checkpoint(state: dict[str, torch.Tensor], config: YuanConfig, folder: str | Path, *,
@@ -171,7 +171,7 @@ def save_checkpoint(state: dict[str, torch.Tensor], config: YuanConfig, folder: 
 
 def save_model(model: YuanForCausalLM, folder: str | Path, *, max_shard_bytes: int = 5 * 2**30,
                dtype: torch.dtype | None = None) -> list[Path]:
-    return save_checkpoint(export_state_dict(model, model.config), model.config, folder,
+    return save_checkpoint(hf_state(model.state_dict(), model.config), model.config, folder,
                            max_shard_bytes=max_shard_bytes, dtype=dtype)
 
 

@@ -110,11 +110,18 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             f"{folder}: no tokenizer files (expected one of {', '.join(_TOKENIZER_FILES)})"
         )
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    # AutoTokenizer peeks at config.json, whose custom model_type "yuan" it does not
+    # know; that only triggers a misleading warning, so quiet it for this call.
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers raises many types here; name the folder
         raise TokenizerError(f"{folder}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
+    finally:
+        hf_logging.set_verbosity(level)
     return Tokenizer(hf)
 
 

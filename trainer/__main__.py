@@ -1,0 +1,165 @@
+"""Command line: `python -m trainer {train,eval,generate,export}`.
+
+`train` is also what the worker launches, as `python -m trainer train` or
+`torchrun --nproc-per-node N -m trainer train`. Exit status: 0 success,
+1 failed run (reason in result.json), 2 bad arguments or config, 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune per a YAML run config")
+    p.add_argument("--config", required=True, help="run config YAML (see trainer/configs/)")
+    p.add_argument("--output-dir", help="run folder (overrides output_dir in the config)")
+
+    p = sub.add_parser("eval", help="score a model (or compare base vs tuned) on a dataset split")
+    p.add_argument("--model", required=True, help="checkpoint folder to score")
+    p.add_argument("--base", help="base checkpoint to compare against (writes a before/after table)")
+    p.add_argument("--data", required=True, help="dataset folder or file")
+    p.add_argument("--split", default="eval")
+    p.add_argument("--out", required=True, help="folder for comparison.json/.jsonl/.md or scores.json")
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+
+    p = sub.add_parser("generate", help="answer prompts with a checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    p.add_argument("--file", help="a text file with one prompt per line")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
+
+    p = sub.add_parser("init", help="write a randomly initialised checkpoint of a preset architecture")
+    p.add_argument("--preset", required=True, help="yuan2_tiny, yuan2_small or yuan2_2b")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("export", help="write the adapter and merged checkpoint of a training checkpoint")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoints/step_* folder")
+    source.add_argument("--run", help="a run folder: its latest complete checkpoint")
+    p.add_argument("--out", required=True)
+
+    args = parser.parse_args(argv)
+    try:
+        return {"train": _train, "eval": _eval, "generate": _generate, "init": _init,
+                "export": _export}[args.command](args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .runconfig import RunConfig
+    from .train import run, write_result
+
+    try:
+        cfg = RunConfig.from_yaml(args.config)
+    except ConfigError as exc:
+        if args.output_dir:  # the caller watches this folder: tell it why nothing ran
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+            write_result(Path(args.output_dir), {"status": "failed", "error": f"ConfigError: {exc}"})
+        raise
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    result = run(cfg)
+    print(json.dumps({k: result.get(k) for k in ("status", "final_loss", "eval_loss", "error")}))
+    return {"succeeded": 0, "cancelled": EXIT_CANCELLED}.get(result["status"], EXIT_FAILED)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .data import load_examples
+    from .evaluate import compare, eval_report, write_comparison
+    from .generation import SamplingConfig
+    from .tokenizer import check_vocab, load_tokenizer
+
+    examples = load_examples(args.data, split=args.split)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
+    tokenizer = load_tokenizer(args.model)
+    tuned = load_model(args.model)
+    check_vocab(tokenizer, tuned.config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.base:
+        base = load_model(args.base)
+        check_vocab(tokenizer, base.config)
+        result = compare(base, tuned, tokenizer, examples, sampling=sampling, seq_len=args.seq_len,
+                         batch_size=args.batch_size)
+        write_comparison(result, out)
+        print(json.dumps(result["summary"], ensure_ascii=False))
+    else:
+        report = eval_report(tuned, tokenizer, examples, sampling=sampling, seq_len=args.seq_len,
+                             batch_size=args.batch_size)
+        (out / "scores.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(json.dumps(report["summary"], ensure_ascii=False))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .generation import SamplingConfig, generate_text
+    from .tokenizer import load_tokenizer
+
+    prompts = list(args.prompt)
+    if args.file:
+        prompts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError("give at least one --prompt or a --file of prompts")
+    model = load_model(args.model)
+    tokenizer = load_tokenizer(args.model)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    for prompt, answer in zip(prompts, generate_text(model, tokenizer, prompts, sampling=sampling), strict=True):
+        print(json.dumps({"prompt": prompt, "answer": answer}, ensure_ascii=False))
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .checkpoint import save_model
+    from .config import preset
+    from .hf import write_remote_code
+    from .model import YuanForCausalLM
+    from .tokenizer import byte_tokenizer, check_vocab
+
+    config = preset(args.preset)
+    # Only byte-vocabulary presets have a tokenizer we can ship; yuan2_2b needs Yuan's own.
+    check_vocab(byte_tokenizer(), config)
+    model = YuanForCausalLM(config)
+    model.init_weights(args.seed)  # the same weights `model: {preset, init_seed}` trains from
+    save_model(model, args.out)
+    byte_tokenizer().save(args.out)
+    write_remote_code(Path(args.out))
+    print(args.out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+    from .train import latest_checkpoint
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(Path(args.run))
+    if checkpoint is None:
+        raise FileNotFoundError(f"{args.run}: no complete checkpoint to export")
+    print(json.dumps(export_checkpoint(checkpoint, args.out), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
