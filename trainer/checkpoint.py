@@ -36,6 +36,8 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", "rotary_emb.cos_cached", "rotary_emb
 
 def read_config(folder: str | Path) -> YuanConfig:
     path = Path(folder) / "config.json"
+    if not path.parent.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder does not exist")
     if not path.is_file():
         raise CheckpointError(f"{folder}: missing config.json (not a Yuan2 checkpoint folder?)")
     return YuanConfig.from_file(path)

@@ -20,7 +20,7 @@ def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _lfa(x: torch.Tensor, sd: dict, p: str, eps: float) -> torch.Tensor:
-    b, s, h = x.shape
+    s = x.shape[1]
     inp = x.permute(0, 2, 1).unsqueeze(-1)  # (B, H, S, 1)
     o1 = F.conv2d(inp, sd[p + "conv1.weight"], sd[p + "conv1.bias"], padding=(1, 0))[:, :, :s]
     o2 = F.conv2d(o1, sd[p + "conv2.weight"], sd[p + "conv2.bias"], padding=(1, 0))[:, :, :s]

@@ -182,7 +182,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "trainer", "train", "--config", str(tmp_path / "two.yaml")],
         cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    clues = [line for line in proc.stderr.splitlines() if any(w in line for w in ("Error", "terminate", "what()"))]
+    assert proc.returncode == 0, "\n".join(clues[:20]) + "\n" + proc.stderr[-2000:]
     result = json.loads((tmp_path / "two" / "result.json").read_text())
     assert result["status"] == "succeeded" and result["world_size"] == 2
     a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
@@ -194,3 +195,35 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
     wb = load_model(latest_checkpoint(tmp_path / "two") / "model").state_dict()
     for name in wa:
         assert torch.allclose(wa[name], wb[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_accumulation_and_activation_checkpointing_do_not_change_the_step(tmp_path: Path) -> None:
+    plain = make_config(tmp_path, "plain", train={"micro_batch_size": 4, "max_steps": 3})
+    accum = make_config(tmp_path, "accum", train={"micro_batch_size": 1, "grad_accum": 4, "max_steps": 3,
+                                                   "activation_checkpointing": True})
+    assert run(plain)["status"] == run(accum)["status"] == "succeeded"
+    a, b = train_losses(tmp_path / "plain"), train_losses(tmp_path / "accum")
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5), step
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_the_run_between_steps(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    cfg = make_config(tmp_path, "cancel", train={"max_steps": 100000, "warmup_steps": 0},
+                      checkpoint={"every_steps": 0})
+    cfg.save(tmp_path / "cancel.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--config", str(tmp_path / "cancel.yaml")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "cancel" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err[-2000:]
+    result = json.loads((tmp_path / "cancel" / "result.json").read_text())
+    assert result["status"] == "cancelled"
+    assert len(train_losses(tmp_path / "cancel")) < 100000

@@ -1,0 +1,1 @@
+"""The Django project of cotrain: settings, root URLs, WSGI and ASGI entry points."""

@@ -1,0 +1,122 @@
+from django import forms
+from django.core.exceptions import ValidationError
+
+from intake.models import CaseLanguage, CaseSource, CaseStatus, FeedbackCase
+from intake.selectors import CaseFilters
+from intake.services import CaseInput
+from intake.validators import validate_clean_text, validate_tags
+
+
+class CaseForm(forms.ModelForm):
+    """The submission form; each field explains itself, the page shows an example."""
+
+    tags_text = forms.CharField(
+        label="Tags",
+        required=False,
+        max_length=500,
+        help_text="Optional, comma-separated: e.g. math, code, 长文本.",
+    )
+    license_consent = forms.BooleanField(
+        required=True,
+        label="I agree to share this case under the CC-BY-4.0 data license, for training and publishing open models.",
+    )
+
+    class Meta:
+        model = FeedbackCase
+        fields = ["scenario", "prompt", "bad_output", "expected_output", "language", "model_version"]
+        help_texts = {
+            "scenario": "The use case in a few words: what were you doing? e.g. 小学数学应用题 / SQL generation.",
+            "prompt": "Exactly what you sent to the model (输入). Keep line breaks.",
+            "bad_output": "What the model answered. Optional for requests of a new ability.",
+            "expected_output": "What a good answer looks like (输出). Required: this is what the model is trained on.",
+            "language": "The language of the input.",
+            "model_version": "The model you ran, e.g. Yuan2-2B-Mars-hf or Yuan2-102B-hf.",
+        }
+        widgets = {
+            "prompt": forms.Textarea(attrs={"rows": 6}),
+            "bad_output": forms.Textarea(attrs={"rows": 4}),
+            "expected_output": forms.Textarea(attrs={"rows": 6}),
+        }
+
+    def clean_tags_text(self) -> list[str]:
+        tags = [tag.strip() for tag in self.cleaned_data["tags_text"].replace("，", ",").split(",") if tag.strip()]
+        validate_tags(tags)
+        return tags
+
+    def to_input(self) -> CaseInput:
+        data = self.cleaned_data
+        return CaseInput(
+            scenario=data["scenario"],
+            prompt=data["prompt"],
+            bad_output=data.get("bad_output", ""),
+            expected_output=data["expected_output"],
+            language=data["language"],
+            tags=tuple(data["tags_text"]),
+            model_version=data.get("model_version", ""),
+            license_consent=data["license_consent"],
+        )
+
+
+TRIAGE_ACTIONS = {
+    "accept": CaseStatus.ACCEPTED,
+    "reject": CaseStatus.REJECTED,
+    "duplicate": CaseStatus.DUPLICATE,
+    "needs-info": CaseStatus.NEEDS_INFO,
+    "reopen": CaseStatus.NEW,
+}
+
+
+class TriageForm(forms.Form):
+    action = forms.ChoiceField(choices=[(key, key) for key in TRIAGE_ACTIONS])
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        validators=[validate_clean_text],
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required to reject (the reason) or to ask for information (the question).",
+    )
+    duplicate_of = forms.IntegerField(required=False, min_value=1, help_text="Case number of the original.")
+
+    @property
+    def to_status(self) -> str:
+        return TRIAGE_ACTIONS[self.cleaned_data["action"]]
+
+
+class BulkTriageForm(TriageForm):
+    case_ids = forms.TypedMultipleChoiceField(coerce=int, choices=[], error_messages={"required": "Select cases."})
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Any integer id is acceptable here; the service reports ids that do not exist.
+        ids = self.data.getlist("case_ids") if hasattr(self.data, "getlist") else []
+        self.fields["case_ids"].choices = [(value, value) for value in ids]
+
+    def clean_case_ids(self) -> list[int]:
+        ids = self.cleaned_data["case_ids"]
+        if len(ids) > 500:
+            raise ValidationError("At most 500 cases at once.")
+        return ids
+
+
+def _blank_choice(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("", "any"), *choices]
+
+
+class TriageFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=_blank_choice(CaseStatus.choices))
+    source = forms.ChoiceField(required=False, choices=_blank_choice(CaseSource.choices))
+    language = forms.ChoiceField(required=False, choices=_blank_choice(CaseLanguage.choices))
+    scenario = forms.CharField(required=False, max_length=200, validators=[validate_clean_text])
+    q = forms.CharField(required=False, max_length=200, label="Search", validators=[validate_clean_text])
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+    def filters(self) -> CaseFilters:
+        data = self.cleaned_data if self.is_valid() else {}
+        return CaseFilters(
+            status=data.get("status", ""),
+            source=data.get("source", ""),
+            language=data.get("language", ""),
+            scenario=data.get("scenario", ""),
+            q=data.get("q", ""),
+        )

@@ -1,0 +1,194 @@
+"""Reading `export_cases` lines back: parse and check every line before writing any.
+
+The import is all-or-nothing: `cases_import_records` validates every record first,
+reports each bad one by its line number, and only then creates the new cases in
+one transaction. Cases already present (same uid, or same source and external id)
+are skipped, so importing a file twice changes nothing.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import User
+from intake.models import CaseLanguage, CaseSource, CaseStatus, FeedbackCase
+from intake.services import CaseInput, case_import
+
+# Records without a uid (written by hand or by another tool) get one derived from
+# their content, so that importing them twice is still a no-op.
+UID_NAMESPACE = uuid.UUID("6f1c1a3e-2d0b-4c55-9a57-8f8c4f1d2b10")
+REQUIRED = ("source", "status", "scenario", "prompt", "expected_output", "language", "created_at")
+TEXT_FIELDS = (
+    "source", "source_url", "external_id", "status", "scenario", "prompt", "bad_output", "expected_output",
+    "language", "model_version", "author", "created_at", "uid", "status_reason",
+)  # fmt: skip
+
+
+class CaseImportError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    line: int
+    uid: str
+    data: CaseInput
+    source: str
+    source_url: str
+    external_id: str
+    status: str
+    status_reason: str
+    author_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    skipped: int
+
+
+def _check_types(record: dict[str, object]) -> None:
+    if not isinstance(record, dict):
+        raise ValidationError("Each line must be a JSON object.")
+    missing = [name for name in REQUIRED if name not in record]
+    if missing:
+        raise ValidationError(f"Missing field(s): {', '.join(missing)}.")
+    for name in TEXT_FIELDS:
+        if name in record and not isinstance(record[name], str):
+            raise ValidationError(f"Field {name!r} must be a string.")
+    tags = record.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise ValidationError("Field 'tags' must be a list of strings.")
+    if not isinstance(record.get("license_consent", True), bool):
+        raise ValidationError("Field 'license_consent' must be true or false.")
+    for name, choices in (("source", CaseSource), ("status", CaseStatus), ("language", CaseLanguage)):
+        if record[name] not in choices.values:
+            raise ValidationError(f"Field {name!r} must be one of {', '.join(choices.values)}; got {record[name]!r}.")
+
+
+def _parse_record(*, line: int, record: dict[str, object]) -> ParsedRecord:
+    _check_types(record)
+    created_at = parse_datetime(str(record["created_at"]))
+    if created_at is None:
+        raise ValidationError(f"Field 'created_at' is not an ISO 8601 date-time: {record['created_at']!r}.")
+    if timezone.is_naive(created_at):
+        created_at = timezone.make_aware(created_at, timezone.get_current_timezone())
+    data = CaseInput(
+        scenario=str(record["scenario"]),
+        prompt=str(record["prompt"]),
+        bad_output=str(record.get("bad_output", "")),
+        expected_output=str(record["expected_output"]),
+        language=str(record["language"]),
+        tags=tuple(record.get("tags", [])),  # type: ignore[arg-type]
+        model_version=str(record.get("model_version", "")),
+        license_consent=bool(record.get("license_consent", True)),
+    )
+    content_key = "\x1f".join([str(record["source"]), str(record.get("source_url", "")), data.scenario, data.prompt])
+    uid = str(record.get("uid") or uuid.uuid5(UID_NAMESPACE, content_key))
+    try:
+        uuid.UUID(uid)
+    except ValueError as exc:
+        raise ValidationError(f"Field 'uid' is not a UUID: {uid!r}.") from exc
+    parsed = ParsedRecord(
+        line=line,
+        uid=uid,
+        data=data,
+        source=str(record["source"]),
+        source_url=str(record.get("source_url", "")),
+        external_id=str(record.get("external_id", "")),
+        status=str(record["status"]),
+        status_reason=str(record.get("status_reason", "")),
+        author_name=str(record.get("author", "")),
+        created_at=created_at,
+    )
+    _validate_content(parsed)
+    return parsed
+
+
+def _validate_content(parsed: ParsedRecord) -> None:
+    """Run the model's own validators on an unsaved case, so import accepts what the form accepts."""
+    if not parsed.data.license_consent:
+        raise ValidationError("The case has no consent to the data license (license_consent is false).")
+    case = FeedbackCase(
+        scenario=parsed.data.scenario,
+        prompt=parsed.data.prompt,
+        bad_output=parsed.data.bad_output,
+        expected_output=parsed.data.expected_output,
+        language=parsed.data.language,
+        tags=list(parsed.data.tags),
+        model_version=parsed.data.model_version,
+        source=parsed.source,
+        source_url=parsed.source_url,
+        external_id=parsed.external_id,
+        status=parsed.status,
+        status_reason=parsed.status_reason,
+        created_at=parsed.created_at,
+    )
+    case.full_clean(exclude=["author", "duplicate_of", "uid"], validate_unique=False, validate_constraints=False)
+
+
+def _format_error(line: int, exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        details = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    else:
+        details = " ".join(exc.messages)
+    return f"line {line}: {details}"
+
+
+def records_parse(*, records: list[tuple[int, object]]) -> list[ParsedRecord]:
+    """Parse every record; raise CaseImportError listing every bad line, or return them all."""
+    parsed, errors = [], []
+    for line, record in records:
+        try:
+            parsed.append(_parse_record(line=line, record=record))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            errors.append(_format_error(line, exc))
+    if errors:
+        raise CaseImportError(errors)
+    return parsed
+
+
+def _already_have(parsed: ParsedRecord) -> bool:
+    if FeedbackCase.objects.filter(uid=parsed.uid).exists():
+        return True
+    return (
+        bool(parsed.external_id)
+        and FeedbackCase.objects.filter(source=parsed.source, external_id=parsed.external_id).exists()
+    )
+
+
+@transaction.atomic
+def cases_import_records(*, records: list[tuple[int, object]]) -> ImportResult:
+    parsed_records = records_parse(records=records)
+    authors = {
+        user.username: user for user in User.objects.filter(username__in={p.author_name for p in parsed_records})
+    }
+    created = skipped = 0
+    seen: set[str] = set()
+    for parsed in parsed_records:
+        if parsed.uid in seen or _already_have(parsed):
+            skipped += 1
+            continue
+        seen.add(parsed.uid)
+        case_import(
+            uid=parsed.uid,
+            data=parsed.data,
+            source=parsed.source,
+            source_url=parsed.source_url,
+            external_id=parsed.external_id,
+            status=parsed.status,
+            status_reason=parsed.status_reason,
+            author=authors.get(parsed.author_name),
+            author_name=parsed.author_name,
+            created_at=parsed.created_at,
+        )
+        created += 1
+    return ImportResult(created=created, skipped=skipped)

@@ -1,0 +1,282 @@
+"""Every write to feedback cases, votes and their audit trail.
+
+`case_transition` is the one function that changes `FeedbackCase.status`; views,
+the API, commands and (later) Celery tasks all call it.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.selectors import user_is_maintainer
+from intake.models import REASON_MAX, CaseEvent, CaseSource, CaseStatus, CaseVote, FeedbackCase
+
+S = CaseStatus
+MAINTAINER, AUTHOR, SYSTEM = "maintainer", "author", "system"
+
+# (from, to) -> who may make the move. SYSTEM moves are made by the curation,
+# training and release services (actor None or the maintainer who triggered them).
+TRANSITIONS: dict[tuple[str, str], str] = {
+    **{(src, dst): MAINTAINER for src in (S.NEW, S.NEEDS_INFO) for dst in (S.ACCEPTED, S.REJECTED, S.DUPLICATE)},
+    (S.NEW, S.NEEDS_INFO): MAINTAINER,
+    (S.ACCEPTED, S.REJECTED): MAINTAINER,
+    (S.REJECTED, S.NEW): MAINTAINER,
+    (S.DUPLICATE, S.NEW): MAINTAINER,
+    **{(src, S.WITHDRAWN): AUTHOR for src in (S.NEW, S.NEEDS_INFO, S.ACCEPTED)},
+    (S.NEEDS_INFO, S.NEW): AUTHOR,
+    (S.ACCEPTED, S.IN_BATCH): SYSTEM,
+    (S.IN_BATCH, S.ACCEPTED): SYSTEM,
+    (S.IN_BATCH, S.TRAINED): SYSTEM,
+    (S.TRAINED, S.RELEASED): SYSTEM,
+}
+VOTABLE_STATUSES = {S.ACCEPTED, S.IN_BATCH, S.TRAINED, S.RELEASED}
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """The content of a case as a person submits it (web form, API or import)."""
+
+    scenario: str
+    prompt: str
+    expected_output: str
+    bad_output: str = ""
+    language: str = "zh"
+    tags: tuple[str, ...] = ()
+    model_version: str = ""
+    license_consent: bool = False
+
+
+def _search_text(case: FeedbackCase) -> str:
+    return "\n".join([case.scenario, case.prompt, case.bad_output, case.expected_output]).lower()
+
+
+def _check_may_transition(*, case: FeedbackCase, to_status: str, actor: User | AnonymousUser | None) -> None:
+    role = TRANSITIONS.get((case.status, to_status))
+    if role is None:
+        raise ValidationError(
+            f"Case #{case.pk} is {case.get_status_display()}; it cannot become {CaseStatus(to_status).label}.",
+            code="invalid_transition",
+        )
+    if role == MAINTAINER and not (actor is not None and user_is_maintainer(user=actor)):
+        raise PermissionDenied("Only maintainers can triage cases.")
+    if role == AUTHOR and not (actor is not None and actor.is_authenticated and actor.pk == case.author_id):
+        raise PermissionDenied("Only the person who submitted a case can do this.")
+    if role == SYSTEM and actor is not None and not user_is_maintainer(user=actor):
+        raise PermissionDenied("Only the training loop moves cases into batches and releases.")
+
+
+def _resolve_duplicate_target(*, case: FeedbackCase, duplicate_of_id: int | None) -> FeedbackCase:
+    if duplicate_of_id is None:
+        raise ValidationError("Say which case this one duplicates.", code="duplicate_of_required")
+    target = FeedbackCase.objects.filter(pk=duplicate_of_id).first()
+    if target is None:
+        raise ValidationError(f"There is no case #{duplicate_of_id}.", code="duplicate_of_missing")
+    # Point at the original, never at another duplicate, so chains stay one step long.
+    if target.status == S.DUPLICATE and target.duplicate_of_id:
+        target = FeedbackCase.objects.get(pk=target.duplicate_of_id)
+    if target.pk == case.pk:
+        raise ValidationError("A case cannot duplicate itself.", code="duplicate_of_self")
+    return target
+
+
+@transaction.atomic
+def case_transition(
+    *,
+    case: FeedbackCase,
+    to_status: str,
+    actor: User | None,
+    note: str = "",
+    duplicate_of_id: int | None = None,
+) -> FeedbackCase:
+    """Move a case to `to_status`, recording who, when and why; the only writer of status."""
+    # Lock the row and decide on its committed status, not on the caller's copy:
+    # two maintainers triaging the same case at once must not both succeed.
+    locked = FeedbackCase.objects.select_for_update().get(pk=case.pk)
+    _check_may_transition(case=locked, to_status=to_status, actor=actor)
+    note = note.strip()
+    if len(note) > REASON_MAX:
+        raise ValidationError(f"The note must be at most {REASON_MAX} characters.", code="note_too_long")
+    if to_status == S.REJECTED and not note:
+        raise ValidationError("Give a reason when rejecting a case.", code="reason_required")
+    if to_status == S.NEEDS_INFO and not note:
+        raise ValidationError("Say what information is missing.", code="question_required")
+    duplicate_of = (
+        _resolve_duplicate_target(case=locked, duplicate_of_id=duplicate_of_id) if to_status == S.DUPLICATE else None
+    )
+
+    from_status = locked.status
+    locked.status = to_status
+    locked.status_reason = note
+    locked.status_changed_at = timezone.now()
+    locked.duplicate_of = duplicate_of
+    locked.save(update_fields=["status", "status_reason", "status_changed_at", "duplicate_of", "updated_at"])
+    CaseEvent.objects.create(
+        case=locked,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action="status",
+        from_status=from_status,
+        to_status=to_status,
+        note=note,
+        changes={"duplicate_of": duplicate_of.pk} if duplicate_of else {},
+    )
+    return locked
+
+
+@transaction.atomic
+def cases_bulk_transition(
+    *, case_ids: list[int], to_status: str, actor: User, note: str = "", duplicate_of_id: int | None = None
+) -> int:
+    """Triage many cases at once: all move, or (with every reason listed) none do."""
+    errors: list[str] = []
+    moved = 0
+    cases = list(FeedbackCase.objects.filter(pk__in=case_ids).order_by("pk"))
+    missing = sorted(set(case_ids) - {case.pk for case in cases})
+    errors.extend(f"There is no case #{pk}." for pk in missing)
+    for case in cases:
+        try:
+            with transaction.atomic():
+                case_transition(case=case, to_status=to_status, actor=actor, note=note, duplicate_of_id=duplicate_of_id)
+            moved += 1
+        except ValidationError as exc:
+            errors.extend(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    return moved
+
+
+def _validated_case(*, case: FeedbackCase) -> FeedbackCase:
+    if not case.license_consent:
+        raise ValidationError(
+            {"license_consent": f"You must agree to share this case under the {case.data_license} data license."}
+        )
+    case.tags = [tag.strip() for tag in case.tags]
+    case.full_clean(exclude=["author", "duplicate_of"], validate_unique=True)
+    case.search_text = _search_text(case)
+    return case
+
+
+@transaction.atomic
+def case_create(
+    *,
+    author: User | None,
+    data: CaseInput,
+    source: str = CaseSource.WEB,
+    source_url: str = "",
+    external_id: str = "",
+    author_name: str = "",
+) -> FeedbackCase:
+    """Record a new case (status `new`); raises ValidationError, writing nothing, on bad input."""
+    case = FeedbackCase(
+        author=author,
+        author_name=author_name or (author.username if author else ""),
+        source=source,
+        source_url=source_url,
+        external_id=external_id,
+        scenario=data.scenario,
+        prompt=data.prompt,
+        bad_output=data.bad_output,
+        expected_output=data.expected_output,
+        language=data.language,
+        tags=list(data.tags),
+        model_version=data.model_version,
+        license_consent=data.license_consent,
+        created_at=timezone.now(),
+    )
+    _validated_case(case=case).save()
+    CaseEvent.objects.create(case=case, actor=author, action="created", to_status=case.status)
+    return case
+
+
+@transaction.atomic
+def case_import(
+    *,
+    uid: str,
+    data: CaseInput,
+    source: str,
+    source_url: str,
+    external_id: str,
+    status: str,
+    status_reason: str,
+    author: User | None,
+    author_name: str,
+    created_at: datetime,
+) -> tuple[FeedbackCase, bool]:
+    """Create a case from an export line unless its uid is known; returns (case, created)."""
+    existing = FeedbackCase.objects.filter(uid=uid).first()
+    if existing is not None:
+        return existing, False
+    case = FeedbackCase(
+        uid=uid,
+        author=author,
+        author_name=author_name,
+        source=source,
+        source_url=source_url,
+        external_id=external_id,
+        scenario=data.scenario,
+        prompt=data.prompt,
+        bad_output=data.bad_output,
+        expected_output=data.expected_output,
+        language=data.language,
+        tags=list(data.tags),
+        model_version=data.model_version,
+        license_consent=data.license_consent,
+        status=status,
+        status_reason=status_reason,
+        created_at=created_at,
+    )
+    _validated_case(case=case).save()
+    CaseEvent.objects.create(case=case, action="imported", to_status=status, note=status_reason)
+    return case, True
+
+
+def _case_fields_for_compare(case: FeedbackCase) -> dict[str, Any]:
+    return {
+        name: getattr(case, name)
+        for name in ("scenario", "prompt", "bad_output", "expected_output", "language", "tags")
+    }
+
+
+@transaction.atomic
+def case_answer_info_request(*, case: FeedbackCase, actor: User, data: CaseInput) -> FeedbackCase:
+    """The author adds the missing information; the case goes back to `new` for triage."""
+    locked = FeedbackCase.objects.select_for_update().get(pk=case.pk)
+    _check_may_transition(case=locked, to_status=S.NEW, actor=actor)
+    before = _case_fields_for_compare(locked)
+    for name in ("scenario", "prompt", "bad_output", "expected_output", "language", "model_version"):
+        setattr(locked, name, getattr(data, name))
+    locked.tags = list(data.tags)
+    _validated_case(case=locked)
+    after = _case_fields_for_compare(locked)
+    changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
+    locked.save(update_fields=[*before.keys(), "model_version", "search_text", "updated_at"])
+    CaseEvent.objects.create(case=locked, actor=actor, action="edited", changes=changed)
+    return case_transition(case=locked, to_status=S.NEW, actor=actor, note="Information added by the author.")
+
+
+@transaction.atomic
+def case_vote(*, case: FeedbackCase, user: User) -> bool:
+    """Add the user's vote; returns False when they had already voted."""
+    if not FeedbackCase.objects.filter(pk=case.pk, status__in=VOTABLE_STATUSES).exists():
+        raise ValidationError("Only accepted requests can be voted on.", code="not_votable")
+    try:
+        with transaction.atomic():
+            CaseVote.objects.create(case=case, user=user)
+    except IntegrityError:
+        return False
+    FeedbackCase.objects.filter(pk=case.pk).update(vote_count=F("vote_count") + 1)
+    return True
+
+
+@transaction.atomic
+def case_unvote(*, case: FeedbackCase, user: User) -> bool:
+    deleted, _ = CaseVote.objects.filter(case=case, user=user).delete()
+    if deleted:
+        FeedbackCase.objects.filter(pk=case.pk, vote_count__gt=0).update(vote_count=F("vote_count") - 1)
+    return bool(deleted)

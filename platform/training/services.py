@@ -1,0 +1,66 @@
+"""Writes to training runs and evaluations; the only place their statuses change.
+
+Issue 4 adds starting runs, the run folder and the Celery tasks; they call these.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
+
+R = RunStatus
+RUN_TRANSITIONS = {
+    (R.QUEUED, R.RUNNING),
+    # A worker that died mid-run leaves `running`; the retried task claims it again.
+    (R.RUNNING, R.RUNNING),
+    (R.RUNNING, R.SUCCEEDED),
+    (R.RUNNING, R.FAILED),
+    (R.QUEUED, R.CANCELLED),
+    (R.RUNNING, R.CANCELLING),
+    (R.CANCELLING, R.CANCELLED),
+    (R.QUEUED, R.FAILED),
+}
+FINISHED = {R.SUCCEEDED, R.FAILED, R.CANCELLED}
+E = EvaluationStatus
+EVALUATION_TRANSITIONS = {
+    (E.PENDING, E.RUNNING),
+    (E.RUNNING, E.RUNNING),
+    (E.RUNNING, E.PASSED),
+    (E.RUNNING, E.BLOCKED),
+    (E.RUNNING, E.FAILED),
+    (E.BLOCKED, E.OVERRIDDEN),
+}
+
+
+@transaction.atomic
+def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> TrainingRun:
+    locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if (locked.status, to_status) not in RUN_TRANSITIONS:
+        raise ValidationError(f"Run {locked.pk} is {locked.status}; it cannot become {to_status}.")
+    now = timezone.now()
+    locked.status, locked.error = to_status, error
+    fields = ["status", "error"]
+    if to_status == R.RUNNING:
+        locked.attempt += 1
+        locked.started_at = locked.started_at or now
+        fields += ["attempt", "started_at"]
+    if to_status in FINISHED:
+        locked.finished_at = now
+        fields.append("finished_at")
+    locked.save(update_fields=fields)
+    return locked
+
+
+@transaction.atomic
+def evaluation_transition(*, evaluation: Evaluation, to_status: str, error: str = "") -> Evaluation:
+    locked = Evaluation.objects.select_for_update().get(pk=evaluation.pk)
+    if (locked.status, to_status) not in EVALUATION_TRANSITIONS:
+        raise ValidationError(f"Evaluation {locked.pk} is {locked.status}; it cannot become {to_status}.")
+    locked.status, locked.error = to_status, error
+    fields = ["status", "error"]
+    if to_status in {E.PASSED, E.BLOCKED, E.FAILED}:
+        locked.finished_at = timezone.now()
+        fields.append("finished_at")
+    locked.save(update_fields=fields)
+    return locked

@@ -1,0 +1,259 @@
+"""Logits of `trainer.load_model` against the independent reference forward.
+
+`reference_yuan.reference_logits` follows the public reference computation
+literally (padded Conv2d LFA, explicit float32 softmax) and shares no code with
+`trainer.model`, so agreement here checks the port, the checkpoint layouts we
+read and the config keys we accept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from reference_yuan import reference_logits
+from safetensors.torch import save_file
+
+from trainer.checkpoint import load_model, save_model
+from trainer.config import YuanConfig, preset
+from trainer.model import YuanForCausalLM
+
+TOL = 1e-4
+
+
+def tiny_config(tied: bool = True, **changes) -> YuanConfig:
+    # A larger initialisation than the default so attention is far from uniform
+    # and a wrong q/k layout shows up in the logits.
+    return dataclasses.replace(preset("yuan2_tiny"), tie_word_embeddings=tied, initializer_range=0.1, **changes)
+
+
+def random_model(config: YuanConfig, seed: int = 0) -> YuanForCausalLM:
+    """Random weights, with biases and norm weights moved off their trivial 0 and 1."""
+    model = YuanForCausalLM(config)
+    model.init_weights(seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1000)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+            elif name.endswith("norm.weight"):
+                p.copy_(1.0 + torch.randn(p.shape, generator=gen) * 0.2)
+    return model.eval()
+
+
+def full_state(model: YuanForCausalLM) -> dict[str, torch.Tensor]:
+    """The HF-named state dict, `lm_head.weight` included even when tied."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+def random_ids(config: YuanConfig, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, config.vocab_size, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def write_bin(model: YuanForCausalLM, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save(folder / "config.json")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight")
+    torch.save(state, folder / "pytorch_model.bin")
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("layout", ["safetensors", "sharded", "bin"])
+def test_loaded_logits_match_reference(tmp_path: Path, layout: str, tied: bool) -> None:
+    config = tiny_config(tied)
+    model = random_model(config, seed=3 if tied else 4)
+    folder = tmp_path / "ckpt"
+    if layout == "safetensors":
+        save_model(model, folder)
+        assert (folder / "model.safetensors").is_file()
+    elif layout == "sharded":
+        save_model(model, folder, max_shard_bytes=40_000)
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        assert len(set(index["weight_map"].values())) > 2
+        assert not (folder / "model.safetensors").exists()
+    else:
+        write_bin(model, folder)
+
+    loaded = load_model(folder)
+    assert (loaded.lm_head.weight is loaded.model.embed_tokens.weight) == tied
+    ids = random_ids(config, (2, 13), seed=1)
+    with torch.no_grad():
+        ours = loaded(ids).logits
+    expected = reference_logits(full_state(model), config.to_dict(), ids)
+    assert ours.dtype == torch.float32
+    assert rel_diff(ours, expected) < TOL
+
+
+def _naive_qk(state: dict[str, torch.Tensor], config: YuanConfig) -> dict[str, torch.Tensor]:
+    """Rewrite q_proj/k_proj so the Yuan split computes what a naive port computes on the originals.
+
+    A naive port takes query head i from rows [i*D, (i+1)*D) of q_proj and key
+    head i from the same rows of k_proj; the Yuan layout takes both from chunk i
+    (of 2*D rows) of the stacked [q_proj; k_proj].
+    """
+    n, d = config.num_attention_heads, config.head_dim
+    out = dict(state)
+    for i in range(config.num_hidden_layers):
+        p = f"model.layers.{i}.self_attn."
+        q, k = state[p + "q_proj.weight"], state[p + "k_proj.weight"]
+        stacked = torch.cat([torch.cat((q[h * d:(h + 1) * d], k[h * d:(h + 1) * d])) for h in range(n)])
+        out[p + "q_proj.weight"], out[p + "k_proj.weight"] = stacked[: n * d].clone(), stacked[n * d:].clone()
+    return out
+
+
+def test_per_head_qk_layout_matters() -> None:
+    """The parity test can fail: the naive q/k reading changes the logits well beyond the tolerance."""
+    config = tiny_config(tied=False)
+    model = random_model(config, seed=5)
+    state = full_state(model)
+    ids = random_ids(config, (2, 16), seed=2)
+    expected = reference_logits(state, config.to_dict(), ids)
+
+    naive = YuanForCausalLM(config)
+    naive.load_state_dict(_naive_qk(state, config))
+    with torch.no_grad():
+        naive_logits = naive.eval()(ids).logits
+    assert rel_diff(naive_logits, expected) > 100 * TOL
+    # ... and the rewrite itself is consistent: the reference agrees on the rewritten weights.
+    assert rel_diff(naive_logits, reference_logits(_naive_qk(state, config), config.to_dict(), ids)) < TOL
+
+
+def test_packed_rows_equal_separate_examples(tmp_path: Path) -> None:
+    config = tiny_config(tied=False)
+    model = random_model(config, seed=6)
+    save_model(model, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")
+    lengths = [(5, 7, 4), (9, 7)]
+    width = 16
+    examples = [[random_ids(config, (1, n), seed=10 * r + j) for j, n in enumerate(row)]
+                for r, row in enumerate(lengths)]
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    seg = torch.zeros(len(lengths), width, dtype=torch.long)
+    for r, row in enumerate(examples):
+        pos = 0
+        for j, ex in enumerate(row):
+            ids[r, pos:pos + ex.shape[1]] = ex[0]
+            seg[r, pos:pos + ex.shape[1]] = j + 1
+            pos += ex.shape[1]
+        seg[r, pos:] = len(row) + 1  # trailing filler forms its own segment
+    with torch.no_grad():
+        packed = loaded(ids, segment_ids=seg).logits
+    for r, row in enumerate(examples):
+        pos = 0
+        for ex in row:
+            alone = reference_logits(full_state(model), config.to_dict(), ex)[0]
+            assert rel_diff(packed[r, pos:pos + ex.shape[1]], alone) < TOL
+            pos += ex.shape[1]
+
+
+def test_left_padded_rows_equal_unpadded(tmp_path: Path) -> None:
+    config = tiny_config(tied=True)
+    model = random_model(config, seed=7)
+    save_model(model, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")
+    lengths = [11, 4, 8]
+    width = max(lengths)
+    seqs = [random_ids(config, (1, n), seed=20 + i) for i, n in enumerate(lengths)]
+    ids = torch.full((len(seqs), width), config.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - s.shape[1]:] = s[0]
+        mask[i, width - s.shape[1]:] = 1
+    with torch.no_grad():
+        padded = loaded(ids, attention_mask=mask).logits
+        for i, s in enumerate(seqs):
+            alone = loaded(s).logits[0]
+            assert rel_diff(padded[i, width - s.shape[1]:], alone) < TOL
+            assert rel_diff(alone, reference_logits(full_state(model), config.to_dict(), s)[0]) < TOL
+    assert torch.isfinite(padded).all()
+
+
+def yuan2_2b_hf_config(**sizes) -> dict:
+    """The key set of the public Yuan2-2B-hf `config.json`, with tiny sizes substituted."""
+    raw = {
+        "_from_model_config": True,
+        "architectures": ["YuanForCausalLM"],
+        "auto_map": {
+            "AutoConfig": "configuration_yuan.YuanConfig",
+            "AutoModelForCausalLM": "yuan_hf_model.YuanForCausalLM",
+        },
+        "tokenizer_class": "YuanTokenizer",
+        "hidden_act": "silu",
+        "hidden_size": 2048,
+        "initializer_range": 0.02,
+        "intermediate_size": 8192,
+        "max_position_embeddings": 8192,
+        "model_type": "yuan",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 24,
+        "rms_norm_eps": 1e-06,
+        "dropout": 0.1,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.30.0.dev0",
+        "use_cache": True,
+        "causal_mask": True,
+        "use_flash_attention": False,
+        "reset_attention_mask": True,
+        "reset_position_ids": True,
+        "use_loss_mask": False,
+        "eod_token": 77185,
+        "sep_token": 77187,
+        "eod_token_id": 77185,
+        "sep_token_id": 77187,
+        "pad_token_id": 77185,
+        "bos_token_id": 77185,
+        "eos_token_id": 77185,
+        "mask_token_id": 77185,
+        "vocab_size": 135040,
+    }
+    raw.update(sizes)
+    return raw
+
+
+TINY_SIZES = {
+    "hidden_size": 64, "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+    "vocab_size": 320, "max_position_embeddings": 256, "initializer_range": 0.1,
+    "eod_token": 300, "sep_token": 302, "eod_token_id": 300, "sep_token_id": 302, "pad_token_id": 300,
+    "bos_token_id": 300, "eos_token_id": 300, "mask_token_id": 300,
+}
+
+
+def test_real_yuan2_config_keys_load_and_survive_resave(tmp_path: Path) -> None:
+    raw = yuan2_2b_hf_config(**TINY_SIZES)
+    config = YuanConfig.from_dict(raw)
+    assert (config.eod_token_id, config.sep_token_id, config.pad_token_id) == (300, 302, 300)
+    model = random_model(config, seed=8)
+    folder = tmp_path / "yuan2"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
+    # Like the public release: bfloat16 weights, tied head left out, rotary buffers present.
+    state = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    for i in range(config.num_hidden_layers):
+        state[f"model.layers.{i}.self_attn.rotary_emb.inv_freq"] = torch.ones(config.head_dim // 2)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    loaded = load_model(folder)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    ids = random_ids(config, (2, 9), seed=3)
+    ref_state = {k: v.float() for k, v in state.items() if "rotary_emb" not in k}
+    with torch.no_grad():
+        assert rel_diff(loaded(ids).logits, reference_logits(ref_state, raw, ids)) < TOL
+
+    out = tmp_path / "resaved"
+    save_model(loaded, out, dtype=torch.bfloat16)
+    resaved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert set(raw) <= set(resaved), f"keys dropped on re-save: {sorted(set(raw) - set(resaved))}"
+    assert {k: resaved[k] for k in raw} == raw
+    again = load_model(out)
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, loaded(ids).logits)

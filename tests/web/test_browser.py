@@ -1,0 +1,70 @@
+"""One browser test in headless Chromium (Debian's /usr/bin/chromium): sign-up, submit, maintainer triage."""
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from accounts.models import User
+from accounts.services import user_create, user_make_maintainer
+from intake.models import FeedbackCase
+
+from .conftest import MATH_CASE, PASSWORD
+
+CHROMIUM = os.environ.get("COTRAIN_CHROMIUM", "/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium"),
+]
+
+
+@pytest.fixture
+def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    # Playwright's sync API runs an event loop in this thread; Django's ORM refuses
+    # to run inside one unless told that this test process is not serving async code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser.new_page()
+        browser.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sign_up_submit_and_triage(live_server: object, browser_page: object) -> None:
+    page, url = browser_page, live_server.url  # type: ignore[attr-defined]
+    page.goto(f"{url}/accounts/signup/")
+    page.fill("#id_username", "zhang_wei")
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/submit/")
+
+    page.fill("#id_scenario", MATH_CASE.scenario)
+    page.fill("#id_prompt", MATH_CASE.prompt)
+    page.fill("#id_bad_output", MATH_CASE.bad_output)
+    page.fill("#id_expected_output", MATH_CASE.expected_output)
+    page.check("#id_license_consent")
+    page.click("form[method=post] button[type=submit]:has-text('Submit case')")
+    page.wait_for_selector("#case-status")
+    assert page.inner_text("#case-status") == "new"
+    case = FeedbackCase.objects.get()
+    assert case.author.username == "zhang_wei"
+
+    user_make_maintainer(user=user_create(username="maint", password=PASSWORD))
+    page.click("header button:has-text('Log out')")
+    page.goto(f"{url}/accounts/login/")
+    page.fill("#id_username", "maint")
+    page.fill("#id_password", PASSWORD)
+    page.click("form[method=post] button[type=submit]")
+    page.goto(f"{url}/triage/?status=new")
+    page.check(f"input[name=case_ids][value='{case.pk}']")
+    page.click("#bulk-form button[value=accept]")
+    page.wait_for_selector(".messages .success")
+    case.refresh_from_db()
+    assert case.status == "accepted"
+    assert case.events.last().actor == User.objects.get(username="maint")
+    page.goto(f"{url}/requests/")
+    assert MATH_CASE.scenario in page.inner_text("main")
