@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint services clean
+.PHONY: help setup demo trainer-demo test test-fast lint services clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install cotrain with its test tools
 
@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml requirements/torch.txt
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-demo: setup ## set up and run the main job (tiny LFA fine-tune on CPU: train, eval, export)
+demo: setup ## set up and run the main job: the web app on SQLite with a demo maintainer and sample cases
+	$(PY) manage.py demo
+
+trainer-demo: setup ## tiny LFA fine-tune on CPU: train, compare with the base, export, generate
 	$(PY) -m trainer init --preset yuan2_tiny --seed 0 --out runs/demo/base
 	$(PY) -m trainer train --config trainer/configs/tiny_cpu.yaml --output-dir runs/demo
 	$(PY) -m trainer eval --base runs/demo/base --model runs/demo/export/merged \
@@ -27,7 +30,8 @@ demo: setup ## set up and run the main job (tiny LFA fine-tune on CPU: train, ev
 	$(PY) -m trainer generate --model runs/demo/export/merged --max-new-tokens 24 \
 		--prompt "计算：9 × 6 = ?" --prompt "Translate to English: 模型发布了。"
 
-test: setup services ## set up and run the whole test suite
+test: setup services ## set up and run the whole test suite (PostgreSQL, Redis, headless Chromium)
+	./scripts/browser.sh
 	$(PY) -m pytest -q
 
 test-fast: setup ## the tests not marked slow

@@ -83,12 +83,14 @@ class YuanConfig:
         raw = dict(raw)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = {}
-        for alias, name in (("eod_token", "eod_token_id"), ("sep_token", "sep_token_id")):
-            if name not in raw and isinstance(raw.get(alias), int):
-                kwargs[name] = raw[alias]
         for key in list(raw):
             if key in known:
                 kwargs[key] = raw.pop(key)
+        # Yuan's own `eod_token`/`sep_token` win over the generic `*_token_id` keys,
+        # which some Yuan2 files set to <eod> for every special token.
+        for alias, name in (("eod_token", "eod_token_id"), ("sep_token", "sep_token_id")):
+            if isinstance(raw.get(alias), int) and not isinstance(raw.get(alias), bool):
+                kwargs[name] = raw[alias]
         if "pad_token_id" not in kwargs and "eod_token_id" in kwargs:
             kwargs["pad_token_id"] = kwargs["eod_token_id"]
         if kwargs.get("pad_token_id") is None:

@@ -11,6 +11,7 @@ checkpoints therefore load with `AutoTokenizer` too, and nothing is downloaded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,34 @@ class Tokenizer:
         self.eod_id: int = vocab["<eod>"]
         self.sep_id: int = vocab["<sep>"]
         self._newline_token = "<n>" if "<n>" in vocab and not _has_newline(hf) else None
+        controls = (set(hf.all_special_tokens) | set(hf.get_added_vocab())) - {"<n>"}
+        self._control = re.compile("|".join(re.escape(t) for t in sorted(controls, key=len, reverse=True))
+                                   or "(?!)")
 
     def __len__(self) -> int:
         return len(self.hf)
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, without any automatically added bos/eos."""
+    def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
+        """Token ids of `text`, without any automatically added bos/eos.
+
+        People's text is data: a literal "<eod>" or "<sep>" in a bug report must not
+        become a control token, so added/special-token strings found in `text` are
+        encoded as plain characters unless `allow_special` is set. Newlines become
+        Yuan's `<n>` either way.
+        """
+        if allow_special or not self._control.search(text):
+            return self._encode(text)
+        ids: list[int] = []
+        pos = 0
+        for match in self._control.finditer(text):
+            ids += self._encode(text[pos:match.start()])
+            ids += self.hf.encode(match.group(), add_special_tokens=False, split_special_tokens=True)
+            pos = match.end()
+        return ids + self._encode(text[pos:])
+
+    def _encode(self, text: str) -> list[int]:
+        if not text:
+            return []
         if self._newline_token:
             text = text.replace("\n", self._newline_token)
         return list(self.hf.encode(text, add_special_tokens=False))

@@ -233,7 +233,7 @@ def test_auto_tokenizer_encodes_like_ours(folder: Path) -> None:
     # AutoConfig is remote code) before the tokenizer files.
     hf = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
     text = "源大模型 co-training<sep>答案：42\n<eod>"
-    assert hf.encode(text, add_special_tokens=False) == ours.encode(text)
+    assert hf.encode(text, add_special_tokens=False) == ours.encode(text, allow_special=True)
     assert load_tokenizer(folder).encode(text) == ours.encode(text)
 
 
@@ -319,7 +319,7 @@ def test_yuan_style_sentencepiece_tokenizer(tmp_path: Path) -> None:
     assert tok.hf.unk_token_id not in ids
     assert tok.decode(ids) == text
 
-    example = tok.encode("问题<sep>回答<eod>")
+    example = tok.encode("问题<sep>回答<eod>", allow_special=True)
     assert example[-1] == tok.eod_id and example.count(tok.sep_id) == 1 and tok.hf.unk_token_id not in example
     assert example[: example.index(tok.sep_id)] == tok.encode("问题")
     assert tok.decode(example) == "问题回答"  # <sep> and <eod> are dropped
