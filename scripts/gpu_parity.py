@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "trainer"))
-from reference_yuan import reference_logits
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "trainer")]
+from reference_yuan import reference_logits  # noqa: E402
 
-from trainer.config import preset
-from trainer.generation import SamplingConfig, generate
-from trainer.model import YuanForCausalLM
+from trainer.config import preset  # noqa: E402
+from trainer.generation import SamplingConfig, generate  # noqa: E402
+from trainer.model import YuanForCausalLM  # noqa: E402
 
 
 def main() -> None:

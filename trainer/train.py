@@ -248,14 +248,19 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     if world.is_main:
         cfg.save(run_dir / "config.yaml")
     resume_from = latest_checkpoint(run_dir)
-    start_step = json.loads((resume_from / "state.json").read_text())["step"] if resume_from else 0
+    start_step = 0
+    if resume_from is not None:
+        _check_same_run(RunConfig.from_yaml(resume_from / "config.yaml"), cfg, resume_from)
+        start_step = json.loads((resume_from / "state.json").read_text())["step"]
 
     # Setup: model, tokenizer, data. A full fine-tune resumes from the checkpoint's
     # weights; LoRA loads the base again and the checkpoint's adapter on top.
-    model, tokenizer = base_model_and_tokenizer(cfg)
-    base_config = model.config
     if resume_from is not None and t.method == "full":
         model = load_model(resume_from / "model", dtype=torch.float32)
+        tokenizer = load_tokenizer(resume_from / "model")
+    else:
+        model, tokenizer = base_model_and_tokenizer(cfg)
+    base_config = model.config
     rows, report, eval_examples = _load_training_data(cfg, tokenizer, t.seed)
     if world.is_main:
         (run_dir / "data_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -295,7 +300,8 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     loop_start, last_loss = time.time(), float("nan")
 
     for step in range(start_step, t.max_steps):
-        if cancelled["flag"]:
+        # Ranks must stop at the same step, or the others would wait in a collective forever.
+        if all_reduce_sum(torch.tensor(float(cancelled["flag"]), device=world.device), world) > 0:
             raise _Cancelled
         tick = time.time()
         indices = _step_rows(step, len(rows), global_batch, t.seed)
@@ -350,6 +356,22 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     if world.is_main and cfg.eval.generate and eval_examples and cfg.export:
         out["generation"] = _generation_scores(run_dir / "export" / "merged", eval_examples, cfg, world)
     return out
+
+
+def _check_same_run(saved: RunConfig, current: RunConfig, checkpoint: Path) -> None:
+    """Refuse to resume checkpoints made by a different recipe (a reused run folder)."""
+    def recipe(cfg: RunConfig) -> dict[str, Any]:
+        d = cfg.to_dict()
+        d["train"].pop("max_steps")  # extending a run is a legitimate resume
+        sections = ("model", "data", "train", "lora") if cfg.train.method == "lora" else ("model", "data", "train")
+        return {k: d[k] for k in sections}
+
+    a, b = recipe(saved), recipe(current)
+    if a != b:
+        diff = sorted(f"{section}.{key}" for section in a for key in a[section]
+                      if a[section].get(key) != b[section].get(key))
+        raise TrainingError(f"{checkpoint} was made with a different config ({', '.join(diff)} differ); "
+                            "use a new output_dir or restore the original config")
 
 
 def _core(model: nn.Module) -> YuanForCausalLM:

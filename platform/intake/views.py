@@ -31,6 +31,7 @@ from intake.services import (
     case_vote,
     cases_bulk_transition,
 )
+from intake.throttles import submit_refusal
 
 PUBLIC_PAGE_SIZE = 30
 
@@ -56,6 +57,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def submit(request: HttpRequest) -> HttpResponse:
     form = CaseForm(request.POST or None)
+    refusal = submit_refusal(request)
+    if refusal is not None:
+        # The bound form goes back to the page: nothing they typed is lost while they wait.
+        messages.error(request, refusal)
+        return render(request, "intake/submit.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         try:
             case = case_create(author=request.user, data=form.to_input(), source=CaseSource.WEB)

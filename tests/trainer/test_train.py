@@ -107,6 +107,11 @@ def test_resume_after_crash_gives_the_uninterrupted_losses(tmp_path: Path) -> No
     for step in range(3, 7):
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
 
+    # The same folder with another recipe is refused rather than silently mixed.
+    changed = make_config(tmp_path, "crashed", train={"lr": 1e-3})
+    result = run(changed)
+    assert result["status"] == "failed" and "train.lr" in result["error"]
+
 
 def test_lora_trains_only_adapters_and_merge_preserves_outputs(tmp_path: Path) -> None:
     from peft import PeftModel

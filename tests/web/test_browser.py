@@ -2,9 +2,11 @@
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
+from django.db import connection, connections
 
 from accounts.models import User
 from accounts.services import user_create, user_make_maintainer
@@ -30,6 +32,30 @@ def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield browser.new_page()
         browser.close()
+        # While Playwright's loop is running in this thread, asgiref keeps Django's
+        # connections in a context variable, not in the thread-local storage used
+        # once it stops: a connection the test opened here would be orphaned, still
+        # open when pytest-django drops the test database ("is being accessed by
+        # other users"). Close it while that storage is still the one in use.
+        connections.close_all()
+    _assert_no_other_sessions()
+
+
+def _assert_no_other_sessions(wait_s: float = 5.0) -> None:
+    """Fail if a database session other than this thread's outlives the test."""
+    if connection.vendor != "postgresql":
+        return
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    deadline = time.monotonic() + wait_s
+    while True:
+        # The live server's request threads close theirs when Chromium's sockets close; give them a moment.
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            (others,) = cursor.fetchone()
+        if others == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert others == 0, f"{others} database session(s) left open after the browser test"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,10 +3,12 @@
 from collections.abc import Callable
 
 import pytest
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
 
 from accounts.models import User
-from intake.models import CaseStatus, FeedbackCase
+from accounts.services import user_create
+from intake.models import CaseEvent, CaseStatus, FeedbackCase
 from intake.services import case_transition
 
 from .conftest import MATH_CASE, PASSWORD
@@ -69,6 +71,35 @@ def test_submit_form_errors_are_clear_and_nothing_is_written(
     assert response.status_code == 200
     assert message in response.content.decode()
     assert FeedbackCase.objects.count() == 0
+
+
+@override_settings(
+    REST_FRAMEWORK={
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"submit_user": "3/hour", "submit_ip": "5/hour"},
+    }
+)
+def test_submit_form_is_rate_limited_per_user_and_per_ip(client_for: Callable, contributor: User) -> None:
+    client = client_for(contributor)
+    responses = [client.post("/submit/", FORM, REMOTE_ADDR="198.51.100.1") for _ in range(4)]
+    assert [response.status_code for response in responses] == [302, 302, 302, 429]
+    refused = responses[-1].content.decode()
+    assert "Too many submissions" in refused and "nothing was saved" in refused and "minute" in refused
+    assert MATH_CASE.prompt in refused  # what they typed is still on the page
+    assert FeedbackCase.objects.count() == 3 and CaseEvent.objects.count() == 3
+    # Opening the form is not limited; the API draws on the same allowance.
+    assert client.get("/submit/", REMOTE_ADDR="198.51.100.1").status_code == 200
+    api_case = {**FORM, "tags": ["math"], "license_consent": True}
+    del api_case["tags_text"]
+    api = client.post("/api/v1/cases/", api_case, content_type="application/json", REMOTE_ADDR="192.0.2.9")
+    assert api.status_code == 429
+    # From one address, new accounts only get the rest of that address's allowance
+    # (every attempt counts against the address, the refused 4th one included).
+    flood = [client_for(user_create(username=f"flood{i}", password=PASSWORD)) for i in range(2)]
+    codes = [other.post("/submit/", FORM, REMOTE_ADDR="198.51.100.1").status_code for other in flood]
+    assert codes == [302, 429]
+    assert flood[1].post("/submit/", FORM, REMOTE_ADDR="192.0.2.50").status_code == 302
+    assert FeedbackCase.objects.count() == 5
 
 
 def test_maintainer_triages_from_the_case_page(make_case: Callable, maintainer: User, client_for: Callable) -> None:
