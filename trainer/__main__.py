@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("demo-base", help="build (once) the bundled tiny demo base model from the shipped text")
+    p.add_argument("--out", required=True, help="checkpoint folder to create; reused when already complete")
+
     p = sub.add_parser("export", help="write the adapter and merged checkpoint of a training checkpoint")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoints/step_* folder")
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "generate": _generate, "init": _init,
-                "export": _export}[args.command](args)
+                "demo-base": _demo_base, "export": _export}[args.command](args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -147,6 +150,31 @@ def _init(args: argparse.Namespace) -> int:
     byte_tokenizer().save(args.out)
     write_remote_code(Path(args.out))
     print(args.out)
+    return 0
+
+
+def _demo_base(args: argparse.Namespace) -> int:
+    import shutil
+    from importlib import resources
+
+    from .checkpoint import verify_sha256sums
+    from .runconfig import RunConfig
+    from .train import run
+
+    out = Path(args.out)
+    if (out / "SHA256SUMS").is_file() and not verify_sha256sums(out):
+        print(f"{out}: demo base model already built")
+        return 0
+    cfg = RunConfig.from_yaml(Path(str(resources.files("trainer") / "configs" / "demo_base.yaml")))
+    cfg.output_dir = str(out.with_name(out.name + ".run"))
+    result = run(cfg)
+    if result["status"] != "succeeded":
+        print(f"error: demo base training {result['status']}: {result.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(Path(cfg.output_dir) / "export" / "merged", out)
+    shutil.rmtree(cfg.output_dir, ignore_errors=True)  # checkpoints and optimizer state are not needed
+    print(out)
     return 0
 
 

@@ -334,7 +334,7 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
         metrics.write(record)
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}")
+            progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
         if cfg.eval.every_steps and done % cfg.eval.every_steps == 0 and done < t.max_steps:
             metrics.write({"kind": "eval", "step": done, "eval_loss": _eval_loss(model, eval_examples,
                                                                                    tokenizer, cfg, world)})
