@@ -22,11 +22,13 @@ packed row computes exactly what its examples compute one by one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from torch.utils.checkpoint import checkpoint
 
 #: Target value of positions that carry no loss.
@@ -114,19 +116,23 @@ def _shift_right(x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     return prev
 
 
-def _causal_pair(conv: nn.Module, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-    """A kernel-2 causal convolution, W[..., 0]·prev + W[..., 1]·cur + b, on (B, S, C) inputs.
+def _causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+    """A kernel-2 causal convolution along the sequence, W[..., 0]·x[t-1] + W[..., 1]·x[t] + b.
 
-    A plain `nn.Conv2d` runs as two matrix products on its weight taps. Anything
-    else in its place (a peft LoRA wrapper, say) is called as the convolution it
-    claims to be, on a (B, C, 2, S) stack of [prev, cur] whose middle output row
-    is exactly the wanted value; that keeps adapters on the convolutions standard.
+    A plain `nn.Conv2d` runs as ONE matrix product with both weight taps stacked
+    on the output side; shifting the t-1 half of the product afterwards equals
+    shifting the input (the product is per position), and costs an elementwise
+    add instead of a second GEMM, a padded copy or a cuDNN convolution.
+
+    Anything else in its place (a peft LoRA wrapper, say) is called as the
+    convolution it claims to be, on a (B, C, 2, S) stack of [x[t-1], x[t]] whose
+    middle output row is exactly the wanted value; adapters stay standard.
     """
     if type(conv) is nn.Conv2d:
-        weight = conv.weight
-        out = F.linear(cur, weight[:, :, 1, 0], conv.bias)
-        return out + F.linear(prev, weight[:, :, 0, 0])
-    stacked = torch.stack((prev, cur), dim=1).permute(0, 3, 1, 2)
+        taps = conv.weight[:, :, :, 0]
+        past, now = F.linear(x, torch.cat((taps[:, :, 0], taps[:, :, 1]))).chunk(2, dim=-1)
+        return now + _shift_right(past, starts) + conv.bias
+    stacked = torch.stack((_shift_right(x, starts), x), dim=1).permute(0, 3, 1, 2)
     return conv(stacked)[:, :, 1, :].transpose(1, 2)
 
 
@@ -144,8 +150,8 @@ class LocalizedFiltering(nn.Module):
         self.output_layernorm = RMSNorm(hidden_size, eps)
 
     def filter(self, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
-        y1 = _causal_pair(self.conv1, _shift_right(x, starts), x)
-        y2 = _causal_pair(self.conv2, _shift_right(y1, starts), y1)
+        y1 = _causal_conv(self.conv1, x, starts)
+        y2 = _causal_conv(self.conv2, y1, starts)
         return self.output_layernorm(y2 + x)
 
     def forward(self, x: torch.Tensor, starts: torch.Tensor | None,
@@ -198,9 +204,31 @@ class Attention(nn.Module):
             cache.keys[layer], cache.values[layer] = k, v
         if ctx.mask is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif isinstance(ctx.mask, BlockMask):
+            out = _flex_attention()(q, k, v, block_mask=ctx.mask)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, h))
+
+
+@functools.cache
+def _flex_attention():  # -> compiled flex_attention
+    # FlexAttention is only fast compiled; compile it once, on first packed GPU batch.
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def _document_block_mask(seq: torch.Tensor, valid: torch.Tensor) -> BlockMask:
+    """Causal attention within each packed example (plus self), as a sparse FlexAttention mask.
+
+    Blocks that cross examples are skipped entirely, so packed rows cost what
+    their examples cost, not a dense S x S mask.
+    """
+    b, s = seq.shape
+
+    def same_document(batch, head, q, kv):
+        return ((seq[batch, q] == seq[batch, kv]) & (kv <= q) & valid[batch, kv]) | (q == kv)
+
+    return create_block_mask(same_document, b, None, s, s, device=seq.device)
 
 
 class MLP(nn.Module):
@@ -235,7 +263,7 @@ class _Context:
     starts: torch.Tensor | None
     cos: torch.Tensor
     sin: torch.Tensor
-    mask: torch.Tensor | None
+    mask: torch.Tensor | BlockMask | None
     cache: YuanCache | None
     memory_starts: torch.Tensor | None
 
@@ -293,8 +321,10 @@ class YuanModel(nn.Module):
             positions = idx - first
         cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_theta, dtype)
 
-        mask = None
-        if not plain:
+        mask: torch.Tensor | BlockMask | None = None
+        if not plain and not past and device.type == "cuda":
+            mask = _document_block_mask(torch.cumsum(starts.long(), dim=1), valid)
+        elif not plain:
             seq = torch.cumsum(starts.long(), dim=1)
             allowed = (seq[:, :, None] == seq[:, None, :]) & valid[:, None, :]
             allowed &= torch.ones(s, s, dtype=torch.bool, device=device).tril()
@@ -370,13 +400,63 @@ class YuanForCausalLM(nn.Module):
         keep = targets != IGNORE_INDEX
         hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
         targets, weights = targets[keep], weights.reshape(-1)[keep].float()
+        head = self.lm_head
+        if torch.is_grad_enabled() and type(head) is nn.Linear and (hidden.requires_grad or head.weight.requires_grad):
+            device = hidden.device.type
+            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+            return _FusedLinearCrossEntropy.apply(hidden, head.weight, targets, weights, dtype), weights.sum()
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], _LOSS_CHUNK):
             end = start + _LOSS_CHUNK
-            logits = self.lm_head(hidden[start:end]).float()
+            logits = head(hidden[start:end]).float()
             losses = F.cross_entropy(logits, targets[start:end], reduction="none")
             total = total + (losses * weights[start:end]).sum()
         return total, weights.sum()
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """Σ weight·CE(hidden @ Wᵀ, target), with its gradients computed chunk by chunk in forward.
+
+    Holding (tokens x 135,040) float32 logits for backward would cost more memory
+    than the whole decoder's activations; here only one chunk of logits is ever
+    alive, and backward merely scales the gradients already computed.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
+                weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(dtype)
+            h_all = hidden.to(dtype)
+            grad_h = torch.empty_like(h_all) if hidden.requires_grad else None
+            # Accumulate the head's gradient in float32 when that is the compute dtype
+            # (CPU); in bf16 the few chunk sums lose nothing that matters.
+            grad_w = torch.zeros_like(w) if weight.requires_grad else None
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            for start in range(0, h_all.shape[0], _LOSS_CHUNK):
+                h = h_all[start:start + _LOSS_CHUNK]
+                t = targets[start:start + _LOSS_CHUNK]
+                wt = weights[start:start + _LOSS_CHUNK]
+                logits = (h @ w.T).float()
+                lse = torch.logsumexp(logits, dim=-1)
+                total += ((lse - logits.gather(1, t[:, None]).squeeze(1)) * wt).sum()
+                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+                grad = (grad * wt[:, None]).to(dtype)
+                if grad_h is not None:
+                    grad_h[start:start + _LOSS_CHUNK] = grad @ w
+                if grad_w is not None:
+                    grad_w.addmm_(grad.T, h)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.dtypes = (hidden.dtype, weight.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        grad_h, grad_w = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        return (None if grad_h is None else (grad_h * grad_out).to(h_dtype),
+                None if grad_w is None else (grad_w * grad_out).to(w_dtype), None, None, None)
 
 
 def num_parameters(model: nn.Module, *, exclude_embedding: bool = False) -> int:

@@ -109,6 +109,8 @@ class TrainSection:
     #: "auto": bf16 autocast on GPUs, float32 on CPU.
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     activation_checkpointing: bool = False
+    #: torch.compile each decoder layer; null = on GPUs only (CPU compiles cost more than they save).
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "micro_batch_size", "grad_accum"):

@@ -190,6 +190,14 @@ class Metrics:
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
             path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
 
+    def last_loss(self) -> float:
+        """The newest training loss on record (a run resumed at its end reports it again)."""
+        if not self.path.exists():
+            return float("nan")
+        losses = [r["loss"] for r in map(json.loads, self.path.read_text(encoding="utf-8").splitlines())
+                  if r.get("kind") == "train"]
+        return losses[-1] if losses else float("nan")
+
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as fh:
@@ -273,6 +281,9 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     _core(model).model.gradient_checkpointing = t.activation_checkpointing
     bf16 = t.precision == "bf16" or (t.precision == "auto" and world.device.type == "cuda")
     model.to(world.device)
+    if t.compile if t.compile is not None else world.device.type == "cuda":
+        for layer in (m for m in model.modules() if isinstance(m, DecoderLayer)):
+            layer.compile()
     if world.distributed:
         shard_model(model, DecoderLayer, bf16=bf16)
     model.train()
@@ -297,7 +308,7 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     trainable = [p for p in model.parameters() if p.requires_grad]
     progress = _progress(t.max_steps, start_step, world)
     step_tokens = t.micro_batch_size * t.grad_accum * cfg.data.seq_len * world.size
-    loop_start, last_loss = time.time(), float("nan")
+    loop_start, last_loss = time.time(), metrics.last_loss()
 
     for step in range(start_step, t.max_steps):
         # Ranks must stop at the same step, or the others would wait in a collective forever.
