@@ -161,3 +161,9 @@ def test_submission_is_rate_limited_per_user_and_per_ip(contributor: User) -> No
     # Another address is not affected.
     other = token_client(users[1], ip="192.0.2.50").post("/api/v1/cases/", PAYLOAD, format="json")
     assert other.status_code == 201
+
+
+def test_api_docs_page_loads_its_scripts_locally_not_from_a_cdn(client) -> None:
+    page = client.get("/api/docs/").content.decode()
+    assert "drf_spectacular_sidecar" in page
+    assert "cdn.jsdelivr" not in page and "unpkg.com" not in page

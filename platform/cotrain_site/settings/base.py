@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -41,6 +42,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from exc
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -53,6 +64,9 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("COTRAIN_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# License id written into released model cards (a fine-tune of the public Yuan 2.0 weights
+# also carries the Yuan 2.0 model license; say so with "other" and the card's text).
+RELEASE_LICENSE = env_str("COTRAIN_RELEASE_LICENSE", "apache-2.0")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -64,11 +78,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "intake",
     "curation",
     "training",
     "releases",
+    "ghsync",
 ]
 
 MIDDLEWARE = [
@@ -168,6 +184,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Report Yuan 2.0 failure cases and requests; read your cases and the accepted requests.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages load Swagger UI / ReDoc from our static files, not a CDN:
+    # the app must work on machines that reach no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
@@ -182,6 +203,45 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(VAR_DIR / "celery-control"),
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+# The sweeper re-enqueues runs whose worker stopped sending heartbeats (a killed
+# worker's message may otherwise wait for the broker's visibility timeout).
+CELERY_BEAT_SCHEDULE = {
+    "training-sweep-stale": {"task": "training.tasks.sweep_stale", "schedule": env_int("COTRAIN_RUN_SWEEP_SECONDS", 60)},
+    "ghsync-sync-all": {"task": "ghsync.tasks.sync_all_sources", "schedule": 60 * env_int("GITHUB_SYNC_MINUTES", 15)},
+    # The co-training plan collects the previous month's requests on the 6th: a draft batch to review.
+    "curation-monthly-batch": {
+        "task": "curation.tasks.create_monthly_batch",
+        "schedule": crontab(minute=0, hour=3, day_of_month=6),
+    },
+}
+
+# GitHub intake (ghsync app; docs/github.md). The API of github.com, or a GitHub
+# Enterprise server's https://HOST/api/v3 (a source may name its own).
+GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+# Token for reading (and, where a source enables it, commenting); a source may name another variable.
+GITHUB_TOKEN = env_str("GITHUB_TOKEN")
+# The secret typed into the repository's webhook settings; without it the webhook refuses everything.
+GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
+# Seconds one GitHub request may take before it is retried with back-off.
+GITHUB_TIMEOUT = env_int("GITHUB_TIMEOUT", 30)
+# Longest single wait for a rate-limit reset (longer waits end the sync; the next one resumes).
+GITHUB_MAX_WAIT_SECONDS = env_int("GITHUB_MAX_WAIT_SECONDS", 900)
+
+# Training runs and evaluations (training app).
+# The bundled tiny base model that a run's base checkpoint "demo" means.
+DEMO_BASE_CHECKPOINT = Path(env_str("COTRAIN_DEMO_BASE_CHECKPOINT", str(ARTIFACT_ROOT / "models" / "yuan2-tiny-demo")))
+# A worker writes a run's progress (and its heartbeat) at most this often.
+RUN_PROGRESS_SECONDS = env_float("COTRAIN_RUN_PROGRESS_SECONDS", 2.0)
+# A running run whose heartbeat is older than this is taken over by the next attempt.
+RUN_HEARTBEAT_TIMEOUT_SECONDS = env_int("COTRAIN_RUN_HEARTBEAT_TIMEOUT", 120)
+# The general regression set scored before and after fine-tuning (JSONL in the trainer's fields).
+GENERAL_EVAL_PATH = Path(env_str("COTRAIN_GENERAL_EVAL_PATH", str(REPO_ROOT / "trainer" / "assets" / "general.jsonl")))
+EVAL_MAX_NEW_TOKENS = env_int("COTRAIN_EVAL_MAX_NEW_TOKENS", 48)
+EVAL_SEQ_LEN = env_int("COTRAIN_EVAL_SEQ_LEN", 512)
+# Publishing is blocked when the general set's chrF drops by more than this many points,
+# or its loss rises by more than this fraction of the base model's loss.
+EVAL_GENERAL_MAX_CHRF_DROP = env_float("COTRAIN_EVAL_GENERAL_MAX_CHRF_DROP", 2.0)
+EVAL_GENERAL_MAX_LOSS_INCREASE = env_float("COTRAIN_EVAL_GENERAL_MAX_LOSS_INCREASE", 0.05)
 CELERY_TASK_ALWAYS_EAGER = False
 
 LOGGING = {
