@@ -32,7 +32,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from baseline_model import BaselineYuan  # noqa: E402
 
 from trainer.config import preset  # noqa: E402
+from trainer.lora import wrap_lora  # noqa: E402
 from trainer.model import DecoderLayer, YuanForCausalLM, num_parameters  # noqa: E402
+from trainer.runconfig import LoraSection  # noqa: E402
 
 PEAK_FLOPS = 790e12
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -66,10 +68,12 @@ def build(name: str, cfg, device: torch.device) -> nn.Module:
         for layer in model.modules():
             if isinstance(layer, DecoderLayer):
                 layer.compile()
-    if name.endswith("lora"):
+    if name == "baseline_lora":
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LORA_TARGETS))
+    elif name == "ours_lora":  # the trainer's own LoRA layers; saved adapters are standard peft
+        model = wrap_lora(model, LoraSection(r=16, alpha=32, targets=LORA_TARGETS))
     return model
 
 
@@ -110,7 +114,7 @@ def measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, devic
     per_token = (4 if name.endswith("lora") else 6) * n + 6 * cfg.num_hidden_layers * cfg.hidden_size * seq
     row = {"name": name, "tokens_per_s": round(tokens_per_s, 1), "mfu": round(tokens_per_s * per_token / PEAK_FLOPS, 4),
            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2), "seq": seq, "batch": batch,
-           "final_loss": round(float(loss), 4)}
+           "final_loss": round(float(loss.detach()), 4)}
     del model, opt, loss, run
     gc.collect()
     torch.cuda.empty_cache()

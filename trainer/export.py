@@ -49,14 +49,14 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> dict[str, 
 
 
 def _merged_lora(cfg: RunConfig, checkpoint: Path, adapter_out: Path):  # -> (YuanForCausalLM, Tokenizer)
-    from .lora import load_adapter, wrap_lora
+    from .lora import load_adapter, merge_lora, wrap_lora
     from .train import base_model_and_tokenizer
 
     base, tokenizer = base_model_and_tokenizer(cfg)
-    peft_model = wrap_lora(base, cfg.lora)
-    load_adapter(peft_model, checkpoint / "adapter")
+    model = wrap_lora(base, cfg.lora)
+    load_adapter(model, checkpoint / "adapter")
     shutil.copytree(checkpoint / "adapter", adapter_out)
-    return peft_model.merge_and_unload(), tokenizer
+    return merge_lora(model), tokenizer
 
 
 def _release_dtype(model: torch.nn.Module) -> torch.dtype:

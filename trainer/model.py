@@ -116,7 +116,7 @@ def _shift_right(x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     return prev
 
 
-def _causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+def causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     """A kernel-2 causal convolution along the sequence, W[..., 0]·x[t-1] + W[..., 1]·x[t] + b.
 
     A plain `nn.Conv2d` runs as ONE matrix product with both weight taps stacked
@@ -124,14 +124,18 @@ def _causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) 
     shifting the input (the product is per position), and costs an elementwise
     add instead of a second GEMM, a padded copy or a cuDNN convolution.
 
-    Anything else in its place (a peft LoRA wrapper, say) is called as the
-    convolution it claims to be, on a (B, C, 2, S) stack of [x[t-1], x[t]] whose
-    middle output row is exactly the wanted value; adapters stay standard.
+    A module with its own `causal_conv(x, starts)` (the trainer's LoRA layer)
+    computes itself. Anything else in the conv's place (a peft LoRA wrapper, say)
+    is called as the convolution it claims to be, on a (B, C, 2, S) stack of
+    [x[t-1], x[t]] whose middle output row is exactly the wanted value.
     """
     if type(conv) is nn.Conv2d:
         taps = conv.weight[:, :, :, 0]
         past, now = F.linear(x, torch.cat((taps[:, :, 0], taps[:, :, 1]))).chunk(2, dim=-1)
-        return now + _shift_right(past, starts) + conv.bias
+        out = now + _shift_right(past, starts)
+        return out if conv.bias is None else out + conv.bias
+    if hasattr(conv, "causal_conv"):
+        return conv.causal_conv(x, starts)
     stacked = torch.stack((_shift_right(x, starts), x), dim=1).permute(0, 3, 1, 2)
     return conv(stacked)[:, :, 1, :].transpose(1, 2)
 
@@ -150,8 +154,8 @@ class LocalizedFiltering(nn.Module):
         self.output_layernorm = RMSNorm(hidden_size, eps)
 
     def filter(self, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
-        y1 = _causal_conv(self.conv1, x, starts)
-        y2 = _causal_conv(self.conv2, y1, starts)
+        y1 = causal_conv(self.conv1, x, starts)
+        y2 = causal_conv(self.conv2, y1, starts)
         return self.output_layernorm(y2 + x)
 
     def forward(self, x: torch.Tensor, starts: torch.Tensor | None,
