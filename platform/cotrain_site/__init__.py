@@ -1,1 +1,8 @@
 """The Django project of cotrain: settings, root URLs, WSGI and ASGI entry points."""
+
+# Django's documented Celery pattern: loading the Celery app with Django makes it the
+# current app, so `task.delay()` from the web process uses the configured broker
+# (not Celery's default amqp://localhost). `worker` is installed with the project.
+from worker.celery_app import app as celery_app
+
+__all__ = ["celery_app"]

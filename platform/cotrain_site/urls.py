@@ -5,7 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("", include("intake.urls")),
     path("accounts/", include("accounts.urls")),
+    path("runs/", include("training.urls")),
+    path("github/", include("ghsync.urls")),
+    path("batches/", include("curation.urls")),
+    path("releases/", include("releases.urls")),
     path("api/v1/", include("intake.api_urls")),
+    path("api/v1/", include("releases.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),

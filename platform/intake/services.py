@@ -57,13 +57,19 @@ def _search_text(case: FeedbackCase) -> str:
     return "\n".join([case.scenario, case.prompt, case.bad_output, case.expected_output]).lower()
 
 
-def _check_may_transition(*, case: FeedbackCase, to_status: str, actor: User | AnonymousUser | None) -> None:
+def _check_may_transition(
+    *, case: FeedbackCase, to_status: str, actor: User | AnonymousUser | None, via_source: bool = False
+) -> None:
     role = TRANSITIONS.get((case.status, to_status))
     if role is None:
         raise ValidationError(
             f"Case #{case.pk} is {case.get_status_display()}; it cannot become {CaseStatus(to_status).label}.",
             code="invalid_transition",
         )
+    if role == AUTHOR and via_source and actor is None and case.source == CaseSource.GITHUB and case.external_id:
+        # The author has no account here: GitHub sync acts for them when they edit or
+        # delete their own post (ghsync), and only for the moves an author may make.
+        return
     if role == MAINTAINER and not (actor is not None and user_is_maintainer(user=actor)):
         raise PermissionDenied("Only maintainers can triage cases.")
     if role == AUTHOR and not (actor is not None and actor.is_authenticated and actor.pk == case.author_id):
@@ -94,12 +100,17 @@ def case_transition(
     actor: User | None,
     note: str = "",
     duplicate_of_id: int | None = None,
+    via_source: bool = False,
 ) -> FeedbackCase:
-    """Move a case to `to_status`, recording who, when and why; the only writer of status."""
+    """Move a case to `to_status`, recording who, when and why; the only writer of status.
+
+    `via_source`: the case's source (GitHub sync) reports an author's own move (an edit
+    that adds the missing example, a deleted post), with `actor` None.
+    """
     # Lock the row and decide on its committed status, not on the caller's copy:
     # two maintainers triaging the same case at once must not both succeed.
     locked = FeedbackCase.objects.select_for_update().get(pk=case.pk)
-    _check_may_transition(case=locked, to_status=to_status, actor=actor)
+    _check_may_transition(case=locked, to_status=to_status, actor=actor, via_source=via_source)
     note = note.strip()
     if len(note) > REASON_MAX:
         raise ValidationError(f"The note must be at most {REASON_MAX} characters.", code="note_too_long")
@@ -280,3 +291,96 @@ def case_unvote(*, case: FeedbackCase, user: User) -> bool:
     if deleted:
         FeedbackCase.objects.filter(pk=case.pk, vote_count__gt=0).update(vote_count=F("vote_count") - 1)
     return bool(deleted)
+
+
+@transaction.atomic
+def case_update_from_source(*, case: FeedbackCase, data: CaseInput, note: str = "") -> dict[str, Any]:
+    """The original was edited at its source (a GitHub issue or comment): update the content.
+
+    Returns the changed fields ({name: {from, to}}), also written to the audit trail;
+    nothing is written when nothing changed. Status is left to `case_transition`.
+    """
+    locked = FeedbackCase.objects.select_for_update().get(pk=case.pk)
+    before = _case_fields_for_compare(locked)
+    for name in ("scenario", "prompt", "bad_output", "expected_output", "language", "model_version"):
+        setattr(locked, name, getattr(data, name))
+    locked.tags = list(data.tags)
+    locked.license_consent = data.license_consent
+    _validated_case(case=locked)
+    after = _case_fields_for_compare(locked)
+    changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
+    if changed:
+        fields = [*before.keys(), "model_version", "license_consent", "search_text", "updated_at"]
+        locked.save(update_fields=fields)
+        CaseEvent.objects.create(case=locked, actor=None, action="edited", note=note, changes=changed)
+    return changed
+
+
+def cases_set_priority(*, priorities: dict[int, int]) -> int:
+    """Store computed priorities ({case id: priority}); returns how many cases changed."""
+    by_value: dict[int, list[int]] = {}
+    for case_id, priority in priorities.items():
+        by_value.setdefault(priority, []).append(case_id)
+    # One UPDATE per distinct priority, not per case: a sync may touch thousands.
+    return sum(
+        FeedbackCase.objects.filter(pk__in=ids).exclude(priority=priority).update(priority=priority)
+        for priority, ids in by_value.items()
+    )
+
+
+@dataclass(frozen=True)
+class CaseImport:
+    """One case to create with `cases_import_many` (what `case_import` takes, as a record)."""
+
+    uid: str
+    data: CaseInput
+    source: str
+    source_url: str
+    external_id: str
+    status: str
+    status_reason: str
+    author_name: str
+    created_at: datetime
+
+
+@transaction.atomic
+def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | ValidationError]:
+    """Create many cases in a few statements (a page of GitHub requests); one result per record, in order.
+
+    Each record is validated like `case_import`, except that uniqueness is left to the
+    database constraints (checking it row by row is most of the cost): the caller
+    passes records it knows to be new, and a clash raises IntegrityError, writing
+    nothing. A record whose uid exists is returned as the existing case; an invalid
+    one as its ValidationError.
+    """
+    existing = {str(case.uid): case for case in FeedbackCase.objects.filter(uid__in=[r.uid for r in records])}
+    results: list[FeedbackCase | ValidationError] = []
+    new: list[FeedbackCase] = []
+    for record in records:
+        if record.uid in existing:
+            results.append(existing[record.uid])
+            continue
+        data = record.data
+        case = FeedbackCase(
+            uid=record.uid, source=record.source, source_url=record.source_url, external_id=record.external_id,
+            author_name=record.author_name, scenario=data.scenario, prompt=data.prompt, bad_output=data.bad_output,
+            expected_output=data.expected_output, language=data.language, tags=list(data.tags),
+            model_version=data.model_version, license_consent=data.license_consent, status=record.status,
+            status_reason=record.status_reason, created_at=record.created_at,
+        )  # fmt: skip
+        try:
+            if not case.license_consent:
+                raise ValidationError({"license_consent": "No consent to the data license."})
+            case.tags = [tag.strip() for tag in case.tags]
+            case.full_clean(exclude=["author", "duplicate_of"], validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            results.append(exc)
+            continue
+        case.search_text = _search_text(case)
+        new.append(case)
+        results.append(case)
+    FeedbackCase.objects.bulk_create(new)
+    CaseEvent.objects.bulk_create(
+        CaseEvent(case=case, action="imported", to_status=case.status, note=case.status_reason) for case in new
+    )
+    return results

@@ -1,11 +1,49 @@
-"""Writes to releases; the only place their status changes. Issue 4 adds publishing."""
+"""Writes to releases; the only place their status changes.
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+Publishing copies a run's export into `ARTIFACT_ROOT/releases/<tag>/` in three
+steps: claim (a `publishing` row, under the permission and evaluation checks),
+copy (outside any transaction: checkpoints are large), install (under the row
+lock: move the staged folder into place, record the files, publish, and move the
+batch's cases to `released`). A failure marks the release `failed`; publishing
+the run again retries it.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import slugify
 
 from accounts.models import User
-from releases.models import Release, ReleaseStatus
+from accounts.selectors import user_is_maintainer
+from curation.models import DatasetBatch
+from curation.selectors import case_url
+from intake.models import CaseStatus
+from intake.services import case_transition
+from releases.models import Release, ReleaseFile, ReleaseStatus
+from releases.selectors import release_cases
+from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
+
+PUBLISH_PERMISSION = "releases.publish_release"
+OVERRIDE_PERMISSION = "training.override_evaluation"
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+SUMS = "SHA256SUMS"
+CARD = "README.md"
+EXPORTS = ("merged", "adapter")
+HF_LANGUAGES = {"zh": ["zh"], "en": ["en"], "mixed": ["zh", "en"]}
+PUBLISHABLE = {EvaluationStatus.PASSED, EvaluationStatus.OVERRIDDEN}
 
 RELEASE_TRANSITIONS = {
     (ReleaseStatus.PUBLISHING, ReleaseStatus.PUBLISHED),
@@ -27,3 +65,283 @@ def release_transition(*, release: Release, to_status: str, actor: User | None) 
         fields += ["published_by", "published_at"]
     locked.save(update_fields=fields)
     return locked
+
+
+def _batch_of(run: TrainingRun) -> DatasetBatch:
+    return DatasetBatch.objects.get(dataset_version__runs=run)
+
+
+def _default_tag(run: TrainingRun) -> str:
+    return slugify(f"{_batch_of(run).name}-run-{run.pk}")[:80]
+
+
+def _evaluation_gate(*, run: TrainingRun, by: User, override_reason: str) -> str:
+    """Refuse unless the evaluation passed or the publisher overrides it; returns the note for the release."""
+    evaluation = Evaluation.objects.filter(run=run).first()
+    status = evaluation.status if evaluation else "missing"
+    if status in PUBLISHABLE:
+        return f"Evaluation {status}." if status == EvaluationStatus.PASSED else (
+            f"Evaluation overridden by {evaluation.override_by}: {evaluation.override_reason}"
+        )
+    if not override_reason.strip():
+        raise ValidationError(
+            f"Publishing is blocked: the run's evaluation is {status}. A maintainer may override it with a reason.",
+            code="evaluation_blocks",
+        )
+    if not by.has_perm(OVERRIDE_PERMISSION):
+        raise PermissionDenied("Only maintainers with the override permission can publish despite the evaluation.")
+    if evaluation is not None and status == EvaluationStatus.BLOCKED:
+        # The evaluation records the override too (reason length checked there); the run page shows it.
+        from training.services import evaluation_override
+
+        evaluation_override(evaluation=evaluation, by=by, reason=override_reason)
+    return f"Published by {by.username} although the evaluation was {status}: {override_reason.strip()}"
+
+
+@transaction.atomic
+def _release_claim(*, run: TrainingRun, by: User, tag: str | None, override_reason: str) -> Release:
+    if by is None or not by.is_active or not by.has_perm(PUBLISH_PERMISSION):
+        raise PermissionDenied("Only maintainers can publish releases.")
+    run = TrainingRun.objects.get(pk=run.pk)
+    if run.status != RunStatus.SUCCEEDED:
+        raise ValidationError(f"Run {run.pk} is {run.status}; only a succeeded run can be released.", code="run")
+    tag = (tag or "").strip() or _default_tag(run)
+    if not TAG_RE.match(tag):
+        raise ValidationError("A tag is letters, digits, '_' and '-' (at most 80).", code="bad_tag")
+    existing = Release.objects.select_for_update().filter(run=run).first()
+    if existing is not None and existing.status != ReleaseStatus.FAILED:
+        raise ValidationError(f"Run {run.pk} is already released as {existing.tag} ({existing.status}).", code="dup")
+    if Release.objects.filter(tag=tag).exclude(run=run).exists():
+        raise ValidationError(f"The tag {tag} is taken.", code="tag_taken")
+    notes = _evaluation_gate(run=run, by=by, override_reason=override_reason)
+    if existing is not None:
+        existing.tag, existing.notes = tag, notes
+        existing.save(update_fields=["tag", "notes"])
+        return release_transition(release=existing, to_status=ReleaseStatus.PUBLISHING, actor=by)
+    try:
+        with transaction.atomic():
+            return Release.objects.create(tag=tag, run=run, notes=notes)
+    except IntegrityError as exc:  # a concurrent publish of this run, or of this tag, came first
+        raise ValidationError(f"Run {run.pk} or tag {tag} was just released by someone else.", code="dup") from exc
+
+
+@dataclass(frozen=True)
+class _Staged:
+    folder: Path
+    files: dict[str, tuple[int, str]]  # relative name -> (size, sha256)
+    card: str
+    sums: str
+
+
+def _copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
+    """Copy in 1 MiB chunks, hashing on the way: one read of each byte."""
+    digest, size = hashlib.sha256(), 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with src.open("rb") as reader, dst.open("wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            writer.write(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _copy_export(*, source: Path, target: Path, prefix: str) -> dict[str, tuple[int, str]]:
+    copied = {}
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        relative = path.relative_to(source).as_posix()
+        copied[f"{prefix}/{relative}"] = _copy_hashed(path, target / relative)
+    # The trainer wrote SHA256SUMS for each export; a mismatch means a damaged export or copy.
+    if (source / SUMS).is_file():
+        for line in (source / SUMS).read_text(encoding="utf-8").splitlines():
+            digest, name = line.split("  ", 1)
+            if copied.get(f"{prefix}/{name}", (0, ""))[1] != digest:
+                raise ValidationError(f"export/{prefix}/{name} does not match the export's {SUMS}.", code="export")
+    return copied
+
+
+def _release_stage(*, release: Release, run: TrainingRun, folder: Path) -> _Staged:
+    export = Path(settings.ARTIFACT_ROOT) / run.run_dir / "export"
+    if not run.run_dir or not (export / "merged").is_dir():
+        raise ValidationError(f"Run {run.pk} has no exported checkpoint (export/merged).", code="no_export")
+    folder.mkdir(parents=True)
+    files: dict[str, tuple[int, str]] = {}
+    for name in EXPORTS:
+        if (export / name).is_dir():
+            files |= _copy_export(source=export / name, target=folder / name, prefix=name)
+    card = release_model_card(release=release, run=run, exports=[n for n in EXPORTS if (folder / n).is_dir()])
+    (folder / CARD).write_text(card, encoding="utf-8")
+    files[CARD] = (len(card.encode("utf-8")), hashlib.sha256(card.encode("utf-8")).hexdigest())
+    sums = "".join(f"{digest}  {name}\n" for name, (_, digest) in sorted(files.items()))
+    (folder / SUMS).write_text(sums, encoding="utf-8")
+    files[SUMS] = (len(sums.encode("utf-8")), hashlib.sha256(sums.encode("utf-8")).hexdigest())
+    return _Staged(folder=folder, files=files, card=card, sums=sums)
+
+
+@transaction.atomic
+def _release_install(*, release: Release, staged: _Staged, by: User | None) -> Release:
+    locked = Release.objects.select_for_update().get(pk=release.pk)
+    if locked.status != ReleaseStatus.PUBLISHING:
+        raise ValidationError(f"Release {locked.tag} is {locked.status}; it is no longer being published.")
+    final = Path(settings.ARTIFACT_ROOT) / "releases" / locked.tag
+    if final.exists():
+        # Left by an attempt that failed after the move; that release was never published.
+        shutil.rmtree(final)
+    staged.folder.rename(final)
+    ReleaseFile.objects.filter(release=locked).delete()
+    ReleaseFile.objects.bulk_create(
+        ReleaseFile(release=locked, name=name, size=size, sha256=digest)
+        for name, (size, digest) in staged.files.items()
+    )
+    locked.path, locked.model_card, locked.sha256sums = f"releases/{locked.tag}", staged.card, staged.sums
+    locked.save(update_fields=["path", "model_card", "sha256sums"])
+    published = release_transition(release=locked, to_status=ReleaseStatus.PUBLISHED, actor=by)
+    _cases_mark_released(release=published, by=by)
+    return published
+
+
+def _cases_mark_released(*, release: Release, by: User | None) -> None:
+    # Moves made by the system on the publisher's behalf; the audit trail names them when they may triage.
+    actor = by if by is not None and user_is_maintainer(user=by) else None
+    note = f"Released in {release.tag}."
+    for case in release_cases(release=release):
+        if case.status == CaseStatus.IN_BATCH:
+            case = case_transition(case=case, to_status=CaseStatus.TRAINED, actor=actor, note=note)
+        if case.status == CaseStatus.TRAINED:
+            case_transition(case=case, to_status=CaseStatus.RELEASED, actor=actor, note=note)
+
+
+def _metric_rows(evaluation: Evaluation | None) -> list[tuple[str, str, str, str]]:
+    """(scope, metric, before, after) for every number in the evaluation's base and tuned metrics."""
+
+    def flat(values: dict[str, object], prefix: str = "") -> dict[str, float]:
+        found: dict[str, float] = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                found |= flat(value, f"{prefix}{key}.")
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                found[f"{prefix}{key}"] = value
+        return found
+
+    if evaluation is None:
+        return []
+    before, after = flat(evaluation.base_metrics or {}), flat(evaluation.tuned_metrics or {})
+    show = lambda value: "—" if value is None else f"{value:.4g}"  # noqa: E731
+    return [
+        (key.rpartition(".")[0] or "all", key.rpartition(".")[2], show(before.get(key)), show(after.get(key)))
+        for key in sorted(before.keys() | after.keys())
+    ]
+
+
+def release_model_card(*, release: Release, run: TrainingRun, exports: list[str]) -> str:
+    """README.md of a release: YAML metadata, then base model, data, cases, metrics, license and usage."""
+    batch = _batch_of(run)
+    version = batch.dataset_version
+    evaluation = Evaluation.objects.filter(run=run).first()
+    cases = list(release_cases(release=release))
+    languages = sorted({code for case in cases for code in HF_LANGUAGES.get(case.language, [])})
+    meta = {
+        "license": settings.RELEASE_LICENSE,
+        "language": languages,
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["yuan2", "lfa", "cotrain", run.method],
+        "cotrain": {
+            "tag": release.tag,
+            "run": run.pk,
+            "base_checkpoint": run.base_checkpoint,
+            "dataset": batch.name,
+            "dataset_content_hash": version.content_hash,
+            "evaluation": evaluation.status if evaluation else "missing",
+        },
+    }
+    context = {
+        "front_matter": yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip(),
+        "release": release,
+        "run": run,
+        "recipe": json.dumps(run.recipe, ensure_ascii=False, sort_keys=True),
+        "batch": batch,
+        "version": version,
+        "cases": [(case, case_url(case=case)) for case in cases],
+        "evaluation": evaluation,
+        "metrics": _metric_rows(evaluation),
+        "exports": exports,
+        "license": settings.RELEASE_LICENSE,
+        "page_url": settings.SITE_URL + reverse("releases:detail", args=[release.tag]),
+    }
+    return render_to_string("releases/model_card.md", context)
+
+
+def release_publish(*, run: TrainingRun, by: User, tag: str | None = None, override_reason: str = "") -> Release:
+    """Publish a succeeded run's export as a release; see the module docstring for the steps.
+
+    Raises PermissionDenied without `releases.publish_release` (or, to override a
+    blocking or missing evaluation, `training.override_evaluation`), and
+    ValidationError when the run, its evaluation, its export or the tag do not allow it.
+    """
+    release = _release_claim(run=run, by=by, tag=tag, override_reason=override_reason)
+    return release_copy_files(release_id=release.pk, by_id=by.pk)
+
+
+def release_request(*, run: TrainingRun, by: User, tag: str | None = None, override_reason: str = "") -> Release:
+    """What the publish page calls: the same checks as `release_publish`, then the copy runs in a task.
+
+    Returns the release while it is `publishing`; checkpoints of billions of
+    parameters take longer to copy than a web request should.
+    """
+    release = _release_claim(run=run, by=by, tag=tag, override_reason=override_reason)
+    # Imported here: tasks import these services.
+    from releases.tasks import publish_release
+
+    transaction.on_commit(lambda: publish_release.delay(release.pk, by.pk))
+    return release
+
+
+def release_copy_files(*, release_id: int, by_id: int | None) -> Release:
+    """Copy, install and publish a claimed release (the task's body); safe to run twice.
+
+    A release that is no longer `publishing` is returned as it is. Two copies
+    running at once each stage their own folder; the row lock lets one install.
+    """
+    release = Release.objects.select_related("run").get(pk=release_id)
+    if release.status != ReleaseStatus.PUBLISHING:
+        return release
+    by = User.objects.filter(pk=by_id).first() if by_id else None
+    staging = Path(settings.ARTIFACT_ROOT) / "releases" / f".{release.tag}.staging-{uuid.uuid4().hex[:8]}"
+    try:
+        staged = _release_stage(release=release, run=release.run, folder=staging)
+        return _release_install(release=release, staged=staged, by=by)
+    except Exception as exc:
+        if not _release_fail(release=release, error=exc):
+            return Release.objects.get(pk=release_id)  # another copy published it first
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@transaction.atomic
+def _release_fail(*, release: Release, error: Exception) -> bool:
+    """Record the failure; False when the release is no longer being published (nothing to record)."""
+    locked = Release.objects.select_for_update().get(pk=release.pk)
+    if locked.status != ReleaseStatus.PUBLISHING:
+        return False
+    locked.notes = f"{locked.notes}\nPublishing failed: {error!r}"[:5000].strip()
+    locked.save(update_fields=["notes"])
+    release_transition(release=locked, to_status=ReleaseStatus.FAILED, actor=None)
+    return True
+
+
+def release_withdraw(*, release: Release, by: User, reason: str) -> Release:
+    """Hide a published release from the public pages, API and downloads (its files stay for audit)."""
+    if by is None or not by.has_perm(PUBLISH_PERMISSION):
+        raise PermissionDenied("Only maintainers can withdraw releases.")
+    if not reason.strip():
+        raise ValidationError("Say why the release is withdrawn.", code="reason_required")
+    with transaction.atomic():
+        withdrawn = release_transition(release=release, to_status=ReleaseStatus.WITHDRAWN, actor=by)
+        withdrawn.notes = f"{withdrawn.notes}\nWithdrawn by {by.username}: {reason.strip()}".strip()
+        withdrawn.save(update_fields=["notes"])
+    return withdrawn
+
+
+def release_file_count_download(*, file_id: int) -> None:
+    ReleaseFile.objects.filter(pk=file_id).update(download_count=F("download_count") + 1)

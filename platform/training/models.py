@@ -82,6 +82,11 @@ class Evaluation(models.Model):
     base_metrics = models.JSONField(default=dict, blank=True)
     tuned_metrics = models.JSONField(default=dict, blank=True)
     per_case = models.JSONField(default=list, blank=True)
+    # Why it passed or is blocked, one reason a line (shown on the run page).
+    verdict = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     override_reason = models.TextField(blank=True)
     override_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

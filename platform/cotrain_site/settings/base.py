@@ -206,7 +206,10 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 # The sweeper re-enqueues runs whose worker stopped sending heartbeats (a killed
 # worker's message may otherwise wait for the broker's visibility timeout).
 CELERY_BEAT_SCHEDULE = {
-    "training-sweep-stale": {"task": "training.tasks.sweep_stale", "schedule": env_int("COTRAIN_RUN_SWEEP_SECONDS", 60)},
+    "training-sweep-stale": {
+        "task": "training.tasks.sweep_stale",
+        "schedule": env_int("COTRAIN_RUN_SWEEP_SECONDS", 60),
+    },
     "ghsync-sync-all": {"task": "ghsync.tasks.sync_all_sources", "schedule": 60 * env_int("GITHUB_SYNC_MINUTES", 15)},
     # The co-training plan collects the previous month's requests on the 6th: a draft batch to review.
     "curation-monthly-batch": {

@@ -1,8 +1,4 @@
-"""Writes to dataset batches and versions; the only place their statuses change.
-
-Issue 4 adds building batches from accepted cases and building versions in a task;
-both go through the transition functions below.
-"""
+"""The one writer of `DatasetBatch.status` and `DatasetVersion.status`: check the move, lock, save."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction

@@ -1,7 +1,4 @@
-"""Writes to training runs and evaluations; the only place their statuses change.
-
-Issue 4 adds starting runs, the run folder and the Celery tasks; they call these.
-"""
+"""The one transition function per model: every status change of runs and evaluations."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -14,11 +11,18 @@ RUN_TRANSITIONS = {
     (R.QUEUED, R.RUNNING),
     # A worker that died mid-run leaves `running`; the retried task claims it again.
     (R.RUNNING, R.RUNNING),
+    # ... or the sweeper puts it back in the queue for the next attempt.
+    (R.RUNNING, R.QUEUED),
     (R.RUNNING, R.SUCCEEDED),
     (R.RUNNING, R.FAILED),
+    # The trainer stopped on a SIGTERM that did not come from a cancel (a host shutting down).
+    (R.RUNNING, R.CANCELLED),
     (R.QUEUED, R.CANCELLED),
     (R.RUNNING, R.CANCELLING),
     (R.CANCELLING, R.CANCELLED),
+    # The trainer finished (or failed) before it saw the cancel: record what happened.
+    (R.CANCELLING, R.SUCCEEDED),
+    (R.CANCELLING, R.FAILED),
     (R.QUEUED, R.FAILED),
 }
 FINISHED = {R.SUCCEEDED, R.FAILED, R.CANCELLED}
@@ -26,6 +30,9 @@ E = EvaluationStatus
 EVALUATION_TRANSITIONS = {
     (E.PENDING, E.RUNNING),
     (E.RUNNING, E.RUNNING),
+    # A stale evaluation (its worker died) or a failed one is queued again.
+    (E.RUNNING, E.PENDING),
+    (E.FAILED, E.PENDING),
     (E.RUNNING, E.PASSED),
     (E.RUNNING, E.BLOCKED),
     (E.RUNNING, E.FAILED),
@@ -42,9 +49,11 @@ def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> Trai
     locked.status, locked.error = to_status, error
     fields = ["status", "error"]
     if to_status == R.RUNNING:
+        # The attempt number fences writes: a worker that lost its claim can no longer record progress.
         locked.attempt += 1
         locked.started_at = locked.started_at or now
-        fields += ["attempt", "started_at"]
+        locked.heartbeat_at = now
+        fields += ["attempt", "started_at", "heartbeat_at"]
     if to_status in FINISHED:
         locked.finished_at = now
         fields.append("finished_at")
@@ -59,6 +68,10 @@ def evaluation_transition(*, evaluation: Evaluation, to_status: str, error: str 
         raise ValidationError(f"Evaluation {locked.pk} is {locked.status}; it cannot become {to_status}.")
     locked.status, locked.error = to_status, error
     fields = ["status", "error"]
+    if to_status == E.RUNNING:
+        locked.attempt += 1
+        locked.started_at = locked.heartbeat_at = timezone.now()
+        fields += ["attempt", "started_at", "heartbeat_at"]
     if to_status in {E.PASSED, E.BLOCKED, E.FAILED}:
         locked.finished_at = timezone.now()
         fields.append("finished_at")

@@ -1,0 +1,113 @@
+"""Every read of dataset batches and versions that a view, task or another app needs."""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.urls import reverse
+
+from curation.models import BatchCase, BatchStatus, DatasetBatch, DatasetVersion
+from intake.models import CaseStatus, FeedbackCase
+
+
+def batch_queryset() -> QuerySet[DatasetBatch]:
+    return DatasetBatch.objects.select_related("created_by", "approved_by", "dataset_version").order_by("-id")
+
+
+def batch_get(*, batch_id: int) -> DatasetBatch | None:
+    return batch_queryset().filter(pk=batch_id).first()
+
+
+def batch_previous(*, batch: DatasetBatch) -> DatasetBatch | None:
+    """The batch this one is compared with: the newest approved one before it, else the newest draft."""
+    earlier = DatasetBatch.objects.filter(pk__lt=batch.pk).exclude(status=BatchStatus.DISCARDED).order_by("-pk")
+    return earlier.filter(status=BatchStatus.APPROVED).first() or earlier.first()
+
+
+def batch_latest_approved() -> DatasetBatch | None:
+    return DatasetBatch.objects.filter(status=BatchStatus.APPROVED).order_by("-approved_at", "-pk").first()
+
+
+def case_queryset_batchable(*, created_before: datetime | None = None) -> QuerySet[FeedbackCase]:
+    """Accepted cases not yet in an approved batch, highest priority (then most voted) first.
+
+    Approval moves a batch's cases to `in-batch`, so "accepted" is exactly "accepted
+    since the last batch", including cases a discarded or earlier plan left out.
+    """
+    qs = FeedbackCase.objects.filter(status=CaseStatus.ACCEPTED)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
+    return qs.order_by("-priority", "-vote_count", "created_at", "id")
+
+
+def batch_items(*, batch: DatasetBatch) -> QuerySet[BatchCase]:
+    return BatchCase.objects.filter(batch=batch).select_related("case", "case__author").order_by("position", "id")
+
+
+@dataclass(frozen=True)
+class BatchReview:
+    """What a maintainer reads before approving: the cases, their mix, and the change since last time."""
+
+    items: list[BatchCase]
+    by_scenario: list[tuple[str, int]]
+    by_language: list[tuple[str, int]]
+    previous: DatasetBatch | None
+    added_ids: list[int]
+    removed: list[FeedbackCase]
+    not_accepted: list[FeedbackCase]
+
+
+def batch_review(*, batch: DatasetBatch) -> BatchReview:
+    items = list(batch_items(batch=batch))
+    cases = [item.case for item in items]
+    previous = batch_previous(batch=batch)
+    current_ids = {case.pk for case in cases}
+    previous_ids = set()
+    if previous is not None:
+        previous_ids = set(BatchCase.objects.filter(batch=previous).values_list("case_id", flat=True))
+    removed = list(FeedbackCase.objects.filter(pk__in=previous_ids - current_ids).order_by("id"))
+    # Only a draft can still go wrong: a case may have been withdrawn or rejected since it was added.
+    not_accepted = [] if batch.status != BatchStatus.DRAFT else [c for c in cases if c.status != CaseStatus.ACCEPTED]
+    return BatchReview(
+        items=items,
+        by_scenario=Counter(case.scenario for case in cases).most_common(),
+        by_language=Counter(case.get_language_display() for case in cases).most_common(),
+        previous=previous,
+        added_ids=sorted(current_ids - previous_ids) if previous else [],
+        removed=removed,
+        not_accepted=not_accepted,
+    )
+
+
+def dataset_version_abspath(*, version: DatasetVersion) -> Path:
+    """The dataset folder (a `datasets` DatasetDict saved to disk, plus manifest.json and README.md)."""
+    if not version.path:
+        raise ValueError(f"Dataset version {version.pk} has not been built yet.")
+    return Path(settings.ARTIFACT_ROOT) / version.path
+
+
+def case_url(*, case: FeedbackCase) -> str:
+    """The public link to a case, as written into datasets and model cards."""
+    return settings.SITE_URL + reverse("intake:case_detail", args=[case.pk])
+
+
+def dataset_rows_for_batch(*, batch: DatasetBatch) -> list[dict[str, Any]]:
+    """The rows of the batch's dataset, in the Yuan fields the trainer reads (plus a few for people)."""
+    return [
+        {
+            "id": f"case-{item.case.pk}",
+            "prompt": item.case.prompt,
+            "response": item.case.expected_output,
+            "source": item.case.source,
+            "weight": float(item.weight),
+            "scenario": item.case.scenario,
+            "language": item.case.language,
+            "license": item.case.data_license,
+            "case_url": case_url(case=item.case),
+        }
+        for item in batch_items(batch=batch)
+    ]

@@ -1,0 +1,273 @@
+"""Dataset versions: build the immutable dataset of an approved batch, and check it before use.
+
+Layout of `ARTIFACT_ROOT/datasets/<batch name>/`: a `datasets` DatasetDict saved
+with `save_to_disk` (splits `train` and `eval`), `README.md` (the dataset card) and
+`manifest.json` (row counts, the content hash, a sha256 per file).
+
+The content hash is a sha256 over a canonical JSON serialization of the rows, not
+over the arrow files: `save_to_disk` writes a random fingerprint into state.json,
+so the files' bytes differ between two builds of the same rows while the content
+hash does not. The per-file hashes, recorded in the database as well as on disk,
+catch any later edit of the files.
+"""
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from curation.models import DatasetBatch, DatasetVersion, DatasetVersionStatus
+from curation.selectors import dataset_rows_for_batch, dataset_version_abspath
+from curation.services.transitions import dataset_version_transition
+
+# Share of each scenario's cases held out for evaluation (at least one when it has two or more).
+EVAL_FRACTION = 0.2
+SPLITS = ("train", "eval")
+COLUMNS = {
+    "id": "string",
+    "prompt": "string",
+    "response": "string",
+    "source": "string",
+    "weight": "float64",
+    "scenario": "string",
+    "language": "string",
+    "license": "string",
+    "case_url": "string",
+}
+MANIFEST = "manifest.json"
+HF_LANGUAGES = {"zh": ["zh"], "en": ["en"], "mixed": ["zh", "en"]}
+
+
+class DatasetTampered(Exception):
+    """The files of a dataset version no longer match what was built (its manifest and content hash)."""
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def dataset_content_hash(*, splits: dict[str, list[dict[str, Any]]]) -> str:
+    """sha256 of the rows of every split, serialized canonically (keys sorted, UTF-8, no spaces)."""
+    return hashlib.sha256(_canonical({name: splits[name] for name in sorted(splits)})).hexdigest()
+
+
+Rows = list[dict[str, Any]]
+
+
+def dataset_split(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
+    """Deterministic train/eval split, seeded by content: the same rows always split the same way.
+
+    Within each scenario rows are ordered by the sha256 of their content and the
+    first ones go to eval, so every scenario with two or more cases is represented
+    in eval and keeps at least one case in train. If no scenario has two cases,
+    the lowest-hashed row overall goes to eval so that neither split is empty.
+    """
+    by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_scenario[row["scenario"]].append(row)
+    train: list[dict[str, Any]] = []
+    held_out: list[dict[str, Any]] = []
+    for scenario in sorted(by_scenario):
+        group = sorted(by_scenario[scenario], key=lambda row: hashlib.sha256(_canonical(row)).hexdigest())
+        k = 0 if len(group) < 2 else min(len(group) - 1, max(1, round(len(group) * eval_fraction)))
+        held_out += group[:k]
+        train += group[k:]
+    if not held_out and len(train) >= 2:
+        first = min(train, key=lambda row: hashlib.sha256(_canonical(row)).hexdigest())
+        train.remove(first)
+        held_out.append(first)
+    return {"train": sorted(train, key=lambda r: r["id"]), "eval": sorted(held_out, key=lambda r: r["id"])}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): _file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < limit:
+            return label
+    return "100K<n<1M"
+
+
+def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]], content_hash: str) -> str:
+    rows = [row for name in SPLITS for row in splits[name]]
+    licenses = sorted({row["license"].lower() for row in rows})
+    languages = sorted({code for row in rows for code in HF_LANGUAGES.get(row["language"], [])})
+    meta = {
+        "pretty_name": f"cotrain {batch.name}",
+        "license": licenses[0] if len(licenses) == 1 else "other",
+        "language": languages,
+        "size_categories": [_size_category(len(rows))],
+        "task_categories": ["text-generation"],
+        "tags": ["yuan2", "co-training", "cotrain"],
+        "dataset_info": {
+            "features": [{"name": name, "dtype": dtype} for name, dtype in COLUMNS.items()],
+            "splits": [{"name": name, "num_examples": len(splits[name])} for name in SPLITS],
+        },
+        "cotrain": {
+            "batch": batch.name,
+            "batch_id": batch.pk,
+            "approved_at": batch.approved_at.isoformat() if batch.approved_at else None,
+            "approved_by": batch.approved_by.username if batch.approved_by else None,
+            "content_hash": content_hash,
+        },
+    }
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for name in SPLITS:
+        for row in splits[name]:
+            counts[row["scenario"]][name] += 1
+    context = {
+        "front_matter": yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).strip(),
+        "batch": batch,
+        "train_rows": len(splits["train"]),
+        "eval_rows": len(splits["eval"]),
+        "content_hash": content_hash,
+        "licenses": licenses,
+        "scenarios": [(s, c["train"], c["eval"]) for s, c in sorted(counts.items())],
+        "eval_percent": round(100 * EVAL_FRACTION),
+    }
+    return render_to_string("curation/dataset_card.md", context)
+
+
+def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    # Imported here: `datasets` is slow to import and only the builder (a worker) needs it.
+    import datasets
+
+    datasets.disable_progress_bars()
+    features = datasets.Features({name: datasets.Value(dtype) for name, dtype in COLUMNS.items()})
+    dataset = datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict({col: [row[col] for row in splits[name]] for col in COLUMNS}, features)
+            for name in SPLITS
+        }
+    )
+    dataset.save_to_disk(str(folder))
+    content_hash = dataset_content_hash(splits=splits)
+    (folder / "README.md").write_text(
+        _dataset_card(batch=batch, splits=splits, content_hash=content_hash), encoding="utf-8"
+    )
+    manifest = {
+        "name": batch.name,
+        "format": "datasets.DatasetDict.save_to_disk",
+        "batch": {"id": batch.pk, "name": batch.name},
+        "columns": list(COLUMNS),
+        "splits": {name: len(splits[name]) for name in SPLITS},
+        "scenarios": dict(sorted(Counter(row["scenario"] for name in SPLITS for row in splits[name]).items())),
+        "content_hash": content_hash,
+        "content_hash_method": "sha256 of canonical JSON {split: [rows sorted by id]}, keys sorted, UTF-8",
+        "files": _file_hashes(folder),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
+    return manifest
+
+
+@transaction.atomic
+def _claim(*, version_id: int) -> DatasetVersion | None:
+    locked = DatasetVersion.objects.select_for_update().get(pk=version_id)
+    if locked.status == DatasetVersionStatus.READY:
+        return None
+    # `building` -> `building` too: a worker that died mid-build leaves it so.
+    return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.BUILDING)
+
+
+@transaction.atomic
+def _install(*, version_id: int, built: Path, manifest: dict[str, Any]) -> DatasetVersion:
+    """Move the built folder into place and record it, under the row lock, unless another run did first."""
+    locked = DatasetVersion.objects.select_for_update().select_related("batch").get(pk=version_id)
+    if locked.status == DatasetVersionStatus.READY:
+        return locked
+    relative = f"datasets/{locked.batch.name}"
+    final = Path(settings.ARTIFACT_ROOT) / relative
+    if final.exists():
+        # Left by an attempt that died between the move and the commit; this version is not ready, so nothing uses it.
+        shutil.rmtree(final)
+    built.rename(final)
+    locked.path, locked.manifest, locked.content_hash = relative, manifest, manifest["content_hash"]
+    locked.train_rows, locked.eval_rows = manifest["splits"]["train"], manifest["splits"]["eval"]
+    locked.save(update_fields=["path", "manifest", "content_hash", "train_rows", "eval_rows"])
+    return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.READY)
+
+
+def dataset_version_build(*, version_id: int) -> DatasetVersion:
+    """Build the version's files (the task's body). A ready version is returned as it is, not rebuilt."""
+    version = _claim(version_id=version_id)
+    if version is None:
+        return DatasetVersion.objects.get(pk=version_id)
+    batch = DatasetBatch.objects.select_related("approved_by").get(pk=version.batch_id)
+    root = Path(settings.ARTIFACT_ROOT) / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    building = root / f".{batch.name}.building-{uuid.uuid4().hex[:8]}"
+    try:
+        building.mkdir()
+        splits = dataset_split(rows=dataset_rows_for_batch(batch=batch))
+        manifest = _write_dataset(folder=building, batch=batch, splits=splits)
+        return _install(version_id=version_id, built=building, manifest=manifest)
+    except Exception as exc:
+        dataset_version_transition(version=version, to_status=DatasetVersionStatus.FAILED, error=f"{exc!r}"[:2000])
+        raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def dataset_version_verify(*, version: DatasetVersion) -> None:
+    """Refuse a dataset whose files changed since it was built: raises `DatasetTampered`.
+
+    Checks every file against the per-file hashes recorded in the database (not
+    only on disk, where they could be edited together with the files), then
+    reloads the rows and recomputes the content hash.
+    """
+    version = DatasetVersion.objects.get(pk=version.pk)
+    if version.status != DatasetVersionStatus.READY:
+        raise ValidationError(f"Dataset version {version.pk} is {version.status}, not ready.", code="not_ready")
+    folder = dataset_version_abspath(version=version)
+    expected: dict[str, str] = version.manifest.get("files", {})
+    problems = [f"{name} is missing" for name in expected if not (folder / name).is_file()]
+    problems += [f"{name} changed" for name, digest in expected.items()
+                 if (folder / name).is_file() and _file_sha256(folder / name) != digest]
+    try:
+        on_disk = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        on_disk = None
+    if on_disk != version.manifest:
+        problems.append(f"{MANIFEST} differs from the recorded manifest")
+    if not problems:
+        problems += _content_problems(folder=folder, content_hash=version.content_hash)
+    if not expected or problems:
+        raise DatasetTampered(
+            f"Dataset {version.path} no longer matches content hash {version.content_hash}: "
+            + ("; ".join(problems) or "no files recorded")
+        )
+
+
+def _content_problems(*, folder: Path, content_hash: str) -> list[str]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+        splits = {name: loaded[name].to_list() for name in SPLITS}
+    except Exception as exc:  # datasets raises several types for damaged folders
+        return [f"cannot load ({type(exc).__name__}: {exc})"]
+    actual = dataset_content_hash(splits=splits)
+    return [] if actual == content_hash else [f"the rows hash to {actual}"]

@@ -1,0 +1,71 @@
+"""Every read of releases and their files that a view, the API or another app needs."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import QuerySet
+
+from accounts.models import User
+from intake.models import FeedbackCase
+from releases.models import Release, ReleaseFile, ReleaseStatus
+
+VIEW_ALL_PERMISSION = "releases.view_release"
+
+
+def release_queryset_public() -> QuerySet[Release]:
+    return (
+        Release.objects.filter(status=ReleaseStatus.PUBLISHED)
+        .select_related("run__dataset_version__batch", "published_by")
+        .order_by("-published_at", "-id")
+    )
+
+
+def release_get_visible(*, tag: str, user: User | AnonymousUser) -> Release | None:
+    """A published release for anyone; maintainers also see ones that failed or were withdrawn."""
+    qs = Release.objects.select_related("run__dataset_version__batch", "published_by").filter(tag=tag)
+    if not (user.is_authenticated and user.has_perm(VIEW_ALL_PERMISSION)):
+        qs = qs.filter(status=ReleaseStatus.PUBLISHED)
+    return qs.first()
+
+
+def release_for_run(*, run_id: int) -> Release | None:
+    return Release.objects.filter(run_id=run_id).first()
+
+
+def release_abspath(*, release: Release) -> Path:
+    if not release.path:
+        raise ValueError(f"Release {release.tag} has no files yet.")
+    return Path(settings.ARTIFACT_ROOT) / release.path
+
+
+def release_file_get_public(*, tag: str, name: str) -> ReleaseFile | None:
+    """A downloadable file: only of a published release, and only one the release recorded."""
+    return (
+        ReleaseFile.objects.select_related("release")
+        .filter(release__tag=tag, release__status=ReleaseStatus.PUBLISHED, name=name)
+        .first()
+    )
+
+
+def release_file_abspath(*, file: ReleaseFile) -> Path:
+    root = release_abspath(release=file.release).resolve()
+    path = (root / file.name).resolve()
+    # Names come from the database, never from the URL; this guards against a bad row all the same.
+    if not path.is_relative_to(root):
+        raise ValueError(f"{file.name} is outside release {file.release.tag}.")
+    return path
+
+
+def release_files(*, release: Release) -> QuerySet[ReleaseFile]:
+    return ReleaseFile.objects.filter(release=release).order_by("name")
+
+
+def release_cases(*, release: Release) -> QuerySet[FeedbackCase]:
+    """The cases a release addresses: those of the batch its run trained on."""
+    return FeedbackCase.objects.filter(batch_items__batch__dataset_version__runs__release=release).order_by("id")
+
+
+def releases_for_case(*, case: FeedbackCase) -> QuerySet[Release]:
+    """Published releases trained on a batch holding the case (what its submitter sees)."""
+    return release_queryset_public().filter(run__dataset_version__batch__items__case=case).distinct()

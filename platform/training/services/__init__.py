@@ -1,0 +1,58 @@
+"""Writes to training runs and evaluations; the only place their statuses change.
+
+`training.services` re-exports the functions of its modules: transitions (the one
+write path of each status), runs (start, cancel, and the worker's side of a run)
+and evaluations (scoring, verdict, override).
+"""
+
+from training.services.evaluations import (
+    evaluation_claim,
+    evaluation_execute,
+    evaluation_fail,
+    evaluation_override,
+    evaluation_record,
+    evaluation_requeue_stale,
+    evaluation_verdict,
+)
+from training.services.runs import (
+    ClaimLost,
+    base_checkpoint_validate,
+    run_cancel,
+    run_claim,
+    run_execute,
+    run_finish,
+    run_folder_write,
+    run_record_outcome,
+    run_requeue_stale,
+    run_start,
+)
+from training.services.transitions import (
+    EVALUATION_TRANSITIONS,
+    RUN_TRANSITIONS,
+    evaluation_transition,
+    run_transition,
+)
+
+__all__ = [
+    "EVALUATION_TRANSITIONS",
+    "RUN_TRANSITIONS",
+    "ClaimLost",
+    "base_checkpoint_validate",
+    "evaluation_claim",
+    "evaluation_execute",
+    "evaluation_fail",
+    "evaluation_override",
+    "evaluation_record",
+    "evaluation_requeue_stale",
+    "evaluation_transition",
+    "evaluation_verdict",
+    "run_cancel",
+    "run_claim",
+    "run_execute",
+    "run_finish",
+    "run_folder_write",
+    "run_record_outcome",
+    "run_requeue_stale",
+    "run_start",
+    "run_transition",
+]

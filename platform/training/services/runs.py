@@ -1,0 +1,291 @@
+"""Training runs: start, cancel, and what the `train_run` task does with a claimed run.
+
+A run's life on a worker: claim (a guarded transition, attempt += 1) -> verify the
+dataset hash -> write the run folder -> launch the trainer (worker.launcher) while
+streaming metrics.jsonl into the row -> record result.json. Every write after the
+claim is fenced by the attempt number, so a worker that lost its claim (its
+heartbeat went stale and another attempt took over) can record nothing and stops
+its trainer.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from curation import selectors as curation_selectors
+from curation import services as curation_services
+from curation.models import DatasetVersion, DatasetVersionStatus
+from training.models import Evaluation, RunStatus, TrainingRun
+from training.recipes import Recipe, recipe_from_json, recipe_validate, run_config_build
+from training.selectors import DEMO_BASE, base_checkpoint_abspath, run_active_for_version, run_dir_abspath
+from training.services.transitions import run_transition
+from worker import launcher
+
+START_PERMISSION = "training.add_trainingrun"
+CANCEL_PERMISSION = "training.change_trainingrun"
+LOG_TAIL_BYTES = 4000
+
+
+class ClaimLost(Exception):
+    """Another attempt owns the run now; this worker must stop and record nothing."""
+
+
+def _require(user: User | AnonymousUser | None, permission: str, action: str) -> None:
+    if user is None or not user.has_perm(permission):
+        raise PermissionDenied(f"Only maintainers can {action}.")
+
+
+def base_checkpoint_validate(*, base_checkpoint: str) -> None:
+    """A base is "demo" or an absolute folder in the HF Yuan2 layout (config.json at least)."""
+    if base_checkpoint != DEMO_BASE and not Path(base_checkpoint).is_absolute():
+        raise ValidationError({"base_checkpoint": 'Give an absolute folder path, or "demo" for the bundled model.'})
+    path = base_checkpoint_abspath(base_checkpoint=base_checkpoint)
+    if not (path / "config.json").is_file():
+        hint = " Build it with `python -m trainer demo-base --out PATH`." if base_checkpoint == DEMO_BASE else ""
+        raise ValidationError({"base_checkpoint": f"{path} is not a checkpoint folder (no config.json).{hint}"})
+
+
+def run_start(*, version: DatasetVersion, base_checkpoint: str, recipe: Recipe | dict[str, Any],
+              by: User | None) -> TrainingRun:
+    """Queue a run of `recipe` on a ready dataset version; refuse a second active run on its batch."""
+    _require(by, START_PERMISSION, "start training runs")
+    recipe = recipe if isinstance(recipe, Recipe) else recipe_from_json(recipe)
+    recipe_validate(recipe=recipe)
+    base_checkpoint_validate(base_checkpoint=base_checkpoint.strip())
+    if version.status != DatasetVersionStatus.READY:
+        raise ValidationError(f"Dataset version {version.pk} is {version.status}, not ready; it cannot be trained on.")
+    try:
+        with transaction.atomic():
+            # The lock serialises two start requests for one version; the partial
+            # unique constraint is the last word if anything else slips past.
+            DatasetVersion.objects.select_for_update().get(pk=version.pk)
+            _refuse_if_active(version=version)
+            run = TrainingRun.objects.create(dataset_version=version, base_checkpoint=base_checkpoint.strip(),
+                                             method=recipe.method, recipe=recipe.as_json(),
+                                             total_steps=recipe.max_steps, created_by=by)
+            run.run_dir = f"runs/{run.pk}"
+            run.save(update_fields=["run_dir"])
+    except IntegrityError:
+        _refuse_if_active(version=version)
+        raise
+    transaction.on_commit(lambda: _enqueue_train(run.pk))
+    return run
+
+
+def _refuse_if_active(*, version: DatasetVersion) -> None:
+    active = run_active_for_version(version=version)
+    if active is not None:
+        raise ValidationError(
+            f"Batch {version.batch} already has run #{active.pk} ({active.status}); "
+            "cancel it or wait until it finishes before starting another.",
+            code="run_active",
+        )
+
+
+def _enqueue_train(run_id: int) -> None:
+    from training.tasks import train_run  # tasks import these services
+
+    train_run.delay(run_id)
+
+
+def run_cancel(*, run: TrainingRun, by: User | None) -> TrainingRun:
+    """A queued run is cancelled at once; a running one is asked to stop (its worker SIGTERMs the trainer)."""
+    _require(by, CANCEL_PERMISSION, "cancel training runs")
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status == RunStatus.QUEUED:
+            return run_transition(run=locked, to_status=RunStatus.CANCELLED, error=f"Cancelled by {by}.")
+        if locked.status == RunStatus.RUNNING:
+            return run_transition(run=locked, to_status=RunStatus.CANCELLING)
+        raise ValidationError(f"Run {locked.pk} is {locked.get_status_display()}; there is nothing to cancel.")
+
+
+# -- the worker side -------------------------------------------------------------
+
+
+def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
+    """Take the run for this worker, or None when there is nothing to do (finished, or claimed by a live worker).
+
+    Safe to call twice for one message: a redelivered or duplicated task finds the
+    run running with a fresh heartbeat and leaves it alone.
+    """
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return None
+        if run.status == RunStatus.RUNNING and not _heartbeat_stale(run.heartbeat_at):
+            return None
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            return None
+        run = run_transition(run=run, to_status=RunStatus.RUNNING)
+        run.worker_hostname = worker
+        run.save(update_fields=["worker_hostname"])
+        return run
+
+
+def _heartbeat_stale(at: Any) -> bool:
+    return at is None or (timezone.now() - at).total_seconds() > settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
+
+
+def run_requeue_stale(*, run_id: int) -> bool:
+    """The sweeper's move for a run whose worker went silent: queue it again (True) or close a stale cancel."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if not _heartbeat_stale(run.heartbeat_at):
+            return False
+        if run.status == RunStatus.CANCELLING:
+            run_transition(run=run, to_status=RunStatus.CANCELLED, error="Cancelled; its worker had stopped.")
+            return False
+        if run.status != RunStatus.RUNNING:
+            return False
+        run_transition(run=run, to_status=RunStatus.QUEUED, error="Its worker stopped; queued to resume.")
+    transaction.on_commit(lambda: _enqueue_train(run_id))
+    return True
+
+
+def run_execute(*, run: TrainingRun) -> TrainingRun:
+    """Everything after the claim: verify, write the folder, train, record. Returns the finished run."""
+    run_dir = run_dir_abspath(run=run)
+    version = run.dataset_version
+    try:
+        curation_services.dataset_version_verify(version=version)
+        config = run_folder_write(run=run, run_dir=run_dir)
+    except curation_services.DatasetTampered as exc:
+        return run_finish(run=run, status=RunStatus.FAILED, result={},
+                          error=f"Dataset version {version.pk} no longer matches its content hash, "
+                                f"so the trainer was not launched: {exc}")
+    except (OSError, ValueError, ValidationError) as exc:
+        # Not transient: a retry would fail the same way, so fail the run with the reason.
+        return run_finish(run=run, status=RunStatus.FAILED, result={},
+                          error=f"Could not prepare the run folder: {type(exc).__name__}: {exc}")
+    command = launcher.train_command(config=config, run_dir=run_dir, gpus=launcher.gpu_count())
+    watcher = _RunWatcher(run=run, run_dir=run_dir)
+    outcome = launcher.launch(command, run_dir=run_dir, on_progress=watcher.progress,
+                              should_cancel=watcher.cancel_requested, cwd=settings.REPO_ROOT,
+                              env={"PYTHONUNBUFFERED": "1"})
+    watcher.flush()
+    return run_record_outcome(run=run, outcome=outcome, run_dir=run_dir)
+
+
+def run_folder_write(*, run: TrainingRun, run_dir: Path) -> Path:
+    """config.yaml (the trainer's run config, absolute paths) and platform.json; returns the config path.
+
+    Rewritten identically by every attempt, so a relaunch resumes the same recipe.
+    """
+    version = run.dataset_version
+    dataset_path = curation_selectors.dataset_version_abspath(version=version)
+    base = base_checkpoint_abspath(base_checkpoint=run.base_checkpoint)
+    recipe = recipe_from_json(run.recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_config_build(recipe=recipe, base_checkpoint=base, dataset_path=dataset_path, run_dir=run_dir)
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    platform = {
+        "run_id": run.pk,
+        "attempt": run.attempt,
+        "dataset": {"version_id": version.pk, "batch": str(version.batch), "path": str(dataset_path),
+                    "content_hash": version.content_hash},
+        "base_checkpoint": {"name": run.base_checkpoint, "path": str(base)},
+        "recipe": run.recipe,
+    }
+    (run_dir / "platform.json").write_text(json.dumps(platform, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return config_path
+
+
+class _RunWatcher:
+    """The launcher's callbacks: throttled progress writes (the heartbeat) and the cancel poll."""
+
+    def __init__(self, *, run: TrainingRun, run_dir: Path) -> None:
+        self.run, self.run_dir = run, run_dir
+        self.last_write = 0.0
+        self.latest: dict[str, Any] = {}
+
+    def progress(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            if record.get("kind") == "train":
+                self.latest = record
+        if time.monotonic() - self.last_write >= settings.RUN_PROGRESS_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        fields: dict[str, Any] = {"heartbeat_at": timezone.now(),
+                                  "log_tail": launcher.log_tail(self.run_dir / launcher.LOG_NAME,
+                                                                max_bytes=LOG_TAIL_BYTES)}
+        if self.latest:
+            fields.update(step=self.latest.get("step", 0), total_steps=self.latest.get("total_steps", 0),
+                          last_loss=self.latest.get("loss"), eta_seconds=int(self.latest.get("eta_s") or 0))
+        try:
+            # Fenced: once the sweeper queued the run again (or another attempt claimed it), nothing matches.
+            mine = TrainingRun.objects.filter(pk=self.run.pk, attempt=self.run.attempt,
+                                              status__in=[RunStatus.RUNNING, RunStatus.CANCELLING])
+            updated = mine.update(**fields)
+        except DatabaseError:
+            return  # transient: the next poll writes again, and the heartbeat has slack for it
+        self.last_write = time.monotonic()
+        if not updated:
+            raise ClaimLost(f"run {self.run.pk}: attempt {self.run.attempt} was taken over")
+
+    def cancel_requested(self) -> bool:
+        try:
+            status = TrainingRun.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
+        except DatabaseError:
+            return False
+        return status == RunStatus.CANCELLING
+
+
+def run_record_outcome(*, run: TrainingRun, outcome: launcher.LaunchResult, run_dir: Path) -> TrainingRun:
+    result = outcome.result or {}
+    tail = launcher.log_tail(run_dir / launcher.LOG_NAME, max_bytes=LOG_TAIL_BYTES)
+    if outcome.exit_code == launcher.EXIT_SUCCEEDED and result.get("status") == "succeeded":
+        return run_finish(run=run, status=RunStatus.SUCCEEDED, result=result, log_tail=tail)
+    if outcome.cancelled or result.get("status") == "cancelled":
+        return run_finish(run=run, status=RunStatus.CANCELLED, result=result, log_tail=tail,
+                          error="Cancelled; the trainer stopped after its current step.")
+    reason = result.get("error") or f"the trainer exited with status {outcome.exit_code} and wrote no result"
+    if outcome.exit_code == launcher.EXIT_USAGE:
+        reason = f"the trainer refused the run config: {reason}"
+    return run_finish(run=run, status=RunStatus.FAILED, result=result, log_tail=tail,
+                      error=f"Training failed: {reason}")
+
+
+def run_finish(*, run: TrainingRun, status: str, result: dict[str, Any], error: str = "",
+               log_tail: str | None = None) -> TrainingRun:
+    """Record the end of this attempt (fenced by its attempt number); a success queues the evaluation."""
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if locked.attempt != run.attempt or locked.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
+            raise ClaimLost(f"run {run.pk}: attempt {run.attempt} was taken over")
+        if status == RunStatus.CANCELLED and locked.status == RunStatus.CANCELLING:
+            error = error or "Cancelled."
+        locked = run_transition(run=locked, to_status=status, error=error)
+        locked.result = {k: v for k, v in result.items() if k != "traceback"}
+        fields = ["result", "heartbeat_at"]
+        locked.heartbeat_at = timezone.now()
+        if log_tail is not None:
+            locked.log_tail = log_tail
+            fields.append("log_tail")
+        if status == RunStatus.SUCCEEDED:
+            locked.step = locked.total_steps = int(result.get("steps") or locked.total_steps)
+            locked.eta_seconds = 0
+            locked.last_loss = result.get("final_loss", locked.last_loss)
+            fields += ["step", "total_steps", "eta_seconds", "last_loss"]
+        locked.save(update_fields=fields)
+        if status == RunStatus.SUCCEEDED:
+            Evaluation.objects.get_or_create(run=locked)
+            transaction.on_commit(lambda: _enqueue_evaluate(locked.pk))
+    return locked
+
+
+def _enqueue_evaluate(run_id: int) -> None:
+    from training.tasks import evaluate_run
+
+    evaluate_run.delay(run_id)

@@ -1,0 +1,218 @@
+"""Launches the trainer as a subprocess and watches its run folder (docs/ARCHITECTURE.md).
+
+No business logic and no torch here: the caller (training.services) decides what
+to run and what to record; this module starts the process, tails `metrics.jsonl`,
+forwards a cancel as SIGTERM and returns the exit code with `result.json`.
+
+The trainer runs in its own process group so that a cancel reaches every rank of a
+`torchrun` launch, and with a parent-death signal so that a worker killed mid-run
+takes its trainer with it: the next attempt must be the only writer of the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# docs/ARCHITECTURE.md: 0 succeeded, 1 failed, 2 bad config or arguments, 3 cancelled.
+EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 3
+LOG_NAME = "trainer.log"
+PID_NAME = "launcher.json"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class LaunchResult:
+    exit_code: int
+    #: result.json's content, or None when the process wrote none (killed, crashed early).
+    result: dict[str, Any] | None
+    cancelled: bool = False
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def gpu_count() -> int:
+    """GPUs this worker may use: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`, else 0.
+
+    Asked without importing torch, so the worker process stays light and CUDA-free.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def train_command(*, config: Path, run_dir: Path, gpus: int, python: str = sys.executable) -> list[str]:
+    """`python -m trainer train ...`, or `torchrun` with one process per GPU when there are several."""
+    args = ["-m", "trainer", "train", "--config", str(config), "--output-dir", str(run_dir)]
+    if gpus > 1:
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", *args]
+    return [python, *args]
+
+
+def eval_command(*, base: Path, model: Path, data: Path, split: str, out: Path, max_new_tokens: int,
+                 seq_len: int, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "trainer", "eval", "--base", str(base), "--model", str(model), "--data", str(data),
+            "--split", split, "--out", str(out), "--max-new-tokens", str(max_new_tokens), "--seq-len", str(seq_len)]
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def log_tail(path: Path, *, max_bytes: int = 4000) -> str:
+    """The end of a log, with tqdm's carriage returns shown as lines."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - max_bytes))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(line for line in text.replace("\r", "\n").splitlines() if line.strip())
+
+
+class MetricsTail:
+    """Reads the complete lines appended to metrics.jsonl since the last call.
+
+    A resumed trainer rewrites the file without the lost attempt's lines, so a
+    file shorter than what was read means: start again from the top.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.inode = path, 0, None
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        if stat.st_size < self.offset or stat.st_ino != self.inode:
+            self.offset, self.inode = 0, stat.st_ino
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a half-written last line waits for the next call
+        self.offset += len(complete)
+        records = []
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: SIGKILL it when the worker process dies.
+    # Not Linux (no prctl): a relaunch kills a leftover through launcher.json instead.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kill_leftover(run_dir: Path) -> None:
+    """Kill the process group a previous attempt on this host left running in `run_dir`."""
+    try:
+        info = json.loads((run_dir / PID_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    pgid = info.get("pgid")
+    if info.get("host") != socket.gethostname() or not isinstance(pgid, int):
+        return
+    try:
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return  # gone (or not Linux)
+    if str(run_dir) in cmdline:  # the pid was not reused by something else
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def launch(
+    command: Sequence[str],
+    *,
+    run_dir: Path,
+    on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    poll_seconds: float = 1.0,
+    cancel_grace_seconds: float = 120.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> LaunchResult:
+    """Run `command` to completion, calling `on_progress(new_metric_records)` every poll.
+
+    `on_progress` is called every `poll_seconds` even when nothing new arrived (the
+    caller's heartbeat). When `should_cancel()` turns true the process group gets
+    SIGTERM (the trainer finishes its step and exits 3), and SIGKILL after the grace.
+    stdout and stderr are appended to RUN/trainer.log.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _kill_leftover(run_dir)
+    # result.json must describe this launch: a crash before the trainer writes one
+    # must not be mistaken for the previous attempt's outcome.
+    (run_dir / "result.json").unlink(missing_ok=True)
+    tail = MetricsTail(run_dir / "metrics.jsonl")
+    seen: list[dict[str, Any]] = []
+    with (run_dir / LOG_NAME).open("ab") as log:
+        log.write(f"\n$ {' '.join(command)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+            env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        (run_dir / PID_NAME).write_text(json.dumps({"host": socket.gethostname(), "pgid": proc.pid}))
+        cancel_sent_at: float | None = None
+        try:
+            while True:
+                exit_code = _wait(proc, poll_seconds)
+                new = tail.read()
+                seen.extend(new)
+                if on_progress is not None:
+                    on_progress(new)
+                if exit_code is not None:
+                    break
+                if cancel_sent_at is None and should_cancel is not None and should_cancel():
+                    _signal_group(proc, signal.SIGTERM)
+                    cancel_sent_at = time.monotonic()
+                elif cancel_sent_at is not None and time.monotonic() - cancel_sent_at > cancel_grace_seconds:
+                    _signal_group(proc, signal.SIGKILL)
+        except BaseException:
+            # The caller gave up (lost its claim, was interrupted): no trainer may outlive it.
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+    result = read_result(run_dir)
+    cancelled = cancel_sent_at is not None and (exit_code == EXIT_CANCELLED or exit_code < 0
+                                                or (result or {}).get("status") == "cancelled")
+    return LaunchResult(exit_code=exit_code, result=result, cancelled=cancelled, metrics=seen)
+
+
+def _wait(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
