@@ -1,0 +1,276 @@
+"""Writing to GitHub: asking for a missing example, and reporting a release back.
+
+Both are off until a maintainer enables them for the source, and both go through
+the same two steps so that a comment is posted at most once:
+
+1. `comment_intent` records what will be posted under a key that names its purpose
+   (`ask-example:<external id>`, `release:<id>:<issue>[:<login>]`); asking again
+   finds the same row.
+2. `comment_post` leases the row and counts the attempt in its own transaction,
+   then posts. The body carries `<!-- cotrain:KEY -->`: if an earlier attempt may
+   have posted and crashed before recording it, the marker is looked for on GitHub
+   first, and found rather than posted again.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from ghsync.client import MARKER_PREFIX, GithubClient
+from ghsync.models import CommentKind, CommentStatus, GithubItem, GithubSource, ItemKind, OutgoingComment
+from intake.models import CaseSource, CaseStatus, FeedbackCase
+
+POST_LEASE = timedelta(minutes=5)
+
+
+def marker(key: str) -> str:
+    return f"{MARKER_PREFIX}{key} -->"
+
+
+def comment_intent(
+    *,
+    key: str,
+    kind: str,
+    source: GithubSource,
+    issue_number: int,
+    body: str,
+    labels: list[str] | None = None,
+    cases: list[FeedbackCase] | None = None,
+    release_id: int | None = None,
+) -> tuple[OutgoingComment, bool]:
+    """The comment to post under `key` (created if new); an existing intent is never rewritten."""
+    with transaction.atomic():
+        comment, created = OutgoingComment.objects.get_or_create(
+            key=key,
+            defaults={
+                "kind": kind,
+                "source": source,
+                "issue_number": issue_number,
+                "labels": labels or [],
+                "body": f"{body}\n\n{marker(key)}",
+                "release_id": release_id,
+            },
+        )
+        if created and cases:
+            comment.cases.set(cases)
+    return comment, created
+
+
+def _claim(*, comment_id: int) -> OutgoingComment | None:
+    now = timezone.now()
+    with transaction.atomic():
+        comment = (
+            OutgoingComment.objects.select_for_update(skip_locked=True)
+            .filter(pk=comment_id, status=CommentStatus.PENDING)
+            .exclude(claimed_until__gt=now)
+            .first()
+        )
+        if comment is None:
+            return None
+        comment.attempts += 1
+        comment.claimed_until = now + POST_LEASE
+        comment.save(update_fields=["attempts", "claimed_until"])
+    return comment
+
+
+def comment_post(*, comment_id: int, client: GithubClient) -> OutgoingComment:
+    """Post a pending comment (and add its labels) unless it is posted or another worker holds it."""
+    comment = _claim(comment_id=comment_id)
+    if comment is None:
+        return OutgoingComment.objects.get(pk=comment_id)
+    repo = comment.source.repo
+    try:
+        found = None
+        if comment.attempts > 1:
+            found = client.find_marked_comment(repo=repo, number=comment.issue_number, marker=marker(comment.key))
+        posted = found or client.create_comment(repo=repo, number=comment.issue_number, body=comment.body)
+        if comment.labels:
+            client.add_labels(repo=repo, number=comment.issue_number, labels=comment.labels)
+    except Exception as exc:
+        OutgoingComment.objects.filter(pk=comment.pk).update(last_error=str(exc)[:2000], claimed_until=None)
+        raise
+    comment.status, comment.posted_at = CommentStatus.POSTED, timezone.now()
+    comment.github_comment_id, comment.html_url = posted["id"], posted.get("html_url") or ""
+    comment.claimed_until, comment.last_error = None, ""
+    comment.save(update_fields=["status", "posted_at", "github_comment_id", "html_url", "claimed_until", "last_error"])
+    return comment
+
+
+# --- asking for an example ---------------------------------------------------------
+
+ASK_BODY = (
+    "{mention}感谢您参与源大模型共训计划！为了把这条需求加入训练，我们还需要至少一组**输入**和**期望输出**示例。"
+    "请直接编辑{what}（{url}）补充，例如：\n\n"
+    "```\n场景需求：……\n输入：……\n输出：……\n```\n\n"
+    "Thank you for your request! To use it for training we need at least one example: an **input** and the "
+    "**output** you expect. Please edit {what_en} ({url}) to add one; we will pick it up automatically."
+)
+
+
+def ask_for_example_intent(*, item: GithubItem) -> OutgoingComment | None:
+    """The one "please add an example" comment for a needs-info request; None when it does not apply."""
+    case = item.case
+    if not item.source.ask_for_examples or case is None or item.deleted_at is not None:
+        return None
+    if case.status != CaseStatus.NEEDS_INFO:
+        return None
+    on_comment = item.kind == ItemKind.COMMENT
+    body = ASK_BODY.format(
+        mention=f"@{item.author_login} " if on_comment else "",
+        what="您的评论" if on_comment else "这个 issue",
+        what_en="your comment" if on_comment else "this issue",
+        url=item.html_url,
+    )
+    comment, _ = comment_intent(
+        key=f"ask-example:{item.external_id}",
+        kind=CommentKind.ASK_EXAMPLE,
+        source=item.source,
+        issue_number=item.issue_number,
+        body=body,
+        cases=[case],
+    )
+    return comment
+
+
+# --- reporting a release back ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedReport:
+    key: str
+    source: GithubSource
+    issue_number: int
+    body: str
+    labels: list[str]
+    cases: list[FeedbackCase]
+    enabled: bool
+
+
+def _release_url(release: Any) -> str:
+    try:
+        path = reverse("releases:detail", kwargs={"tag": release.tag})
+    except NoReverseMatch:
+        path = f"/releases/{release.tag}/"
+    return f"{settings.SITE_URL}{path}"
+
+
+def _per_case(release: Any) -> dict[int, dict[str, Any]]:
+    """Evaluation rows by case id (`trainer/evaluate.py` compare rows, ids `case-<pk>`)."""
+    evaluation = getattr(release.run, "evaluation", None) if release.run_id else None
+    rows: dict[int, dict[str, Any]] = {}
+    for row in getattr(evaluation, "per_case", None) or []:
+        match = re.fullmatch(r"case-(\d+)", str(row.get("id", ""))) if isinstance(row, dict) else None
+        if match:
+            rows[int(match.group(1))] = row
+    return rows
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _case_lines(case: FeedbackCase, row: dict[str, Any] | None) -> list[str]:
+    lines = [
+        f"**{case.scenario}** — {case.source_url}",
+        "",
+        f"- 输入 Input: {_clip(case.prompt)}",
+        f"- 期望输出 Expected: {_clip(case.expected_output)}",
+    ]
+    if row is None:
+        lines.append("- 本例用于训练，未单独评测 (used for training; not in the held-out evaluation)")
+        return lines
+    base, tuned = row.get("base") or {}, row.get("tuned") or {}
+    lines += [
+        f"- 发布前 Before: {_clip(str(base.get('prediction', '')))} (chrF {base.get('chrf', 0):.1f})",
+        f"- 发布后 After: {_clip(str(tuned.get('prediction', '')))} (chrF {tuned.get('chrf', 0):.1f})",
+    ]
+    return lines
+
+
+def _report_body(*, release: Any, cases: list[FeedbackCase], rows: dict[int, dict[str, Any]], mention: str) -> str:
+    head = (
+        f"{mention}您提交的共训需求已包含在新版本 **{release.tag}** 中：{_release_url(release)}\n\n"
+        f"Your co-training request is included in release **{release.tag}**: {_release_url(release)}\n"
+    )
+    parts = [head]
+    for case in cases:
+        parts.append("\n".join(_case_lines(case, rows.get(case.pk))))
+    parts.append(
+        "感谢参与！如果效果仍不理想，欢迎继续反馈。 Thank you — if it still falls short, please tell us again."
+    )
+    return "\n\n".join(parts)
+
+
+def release_github_cases(*, release: Any) -> list[tuple[FeedbackCase, GithubItem]]:
+    batch = release.run.dataset_version.batch
+    cases = batch.cases.filter(source=CaseSource.GITHUB).order_by("pk")
+    items = {item.case_id: item for item in GithubItem.objects.filter(case__in=cases).select_related("source")}
+    return [(case, items[case.pk]) for case in cases if case.pk in items]
+
+
+def release_report_plan(*, release: Any) -> list[PlannedReport]:
+    """One comment per originating issue; on a tracking issue, one reply per requester mentioning them."""
+    rows = _per_case(release)
+    groups: dict[tuple[int, int, str], list[tuple[FeedbackCase, GithubItem]]] = {}
+    for case, item in release_github_cases(release=release):
+        login = item.author_login if item.kind == ItemKind.COMMENT else ""
+        groups.setdefault((item.source_id, item.issue_number, login), []).append((case, item))
+    plans = []
+    for (_source_id, number, login), members in groups.items():
+        source = members[0][1].source
+        key = f"release:{release.pk}:{source.pk}#{number}" + (f":{login}" if login else "")
+        body = _report_body(
+            release=release, cases=[case for case, _ in members], rows=rows, mention=f"@{login} " if login else ""
+        )
+        labels = [source.released_label] if source.released_label and not login else []
+        plans.append(PlannedReport(key, source, number, body, labels, [c for c, _ in members], source.report_back))
+    return plans
+
+
+def report_release(*, release: Any, dry_run: bool = False) -> list[PlannedReport] | list[OutgoingComment]:
+    """Tell the requesters whose GitHub cases a published release includes (call after publishing).
+
+    dry_run: return what would be posted (for every source, enabled or not) and write nothing.
+    Otherwise record one intent per originating issue (sources with `report_back` only) and
+    enqueue their posting; calling it again finds the same intents and posts nothing twice.
+    """
+    from releases.models import ReleaseStatus
+
+    plans = release_report_plan(release=release)
+    if dry_run:
+        return plans
+    if release.status != ReleaseStatus.PUBLISHED:
+        return []
+    intents = []
+    with transaction.atomic():
+        for plan in plans:
+            if not plan.enabled:
+                continue
+            comment, _ = comment_intent(
+                key=plan.key,
+                kind=CommentKind.RELEASE_REPORT,
+                source=plan.source,
+                issue_number=plan.issue_number,
+                body=plan.body,
+                labels=plan.labels,
+                cases=plan.cases,
+                release_id=release.pk,
+            )
+            intents.append(comment)
+        pending = [comment.pk for comment in intents if comment.status == CommentStatus.PENDING]
+        transaction.on_commit(lambda: _enqueue_posts(pending))
+    return intents
+
+
+def _enqueue_posts(comment_ids: list[int]) -> None:
+    from ghsync.tasks import post_comment
+
+    for comment_id in comment_ids:
+        post_comment.delay(comment_id)

@@ -1,0 +1,82 @@
+"""Celery tasks of the GitHub intake. Each takes an id, claims its work, and is safe to run twice."""
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError, transaction
+
+from ghsync import selectors, services
+from ghsync.client import GithubUnavailable
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def sync_all_sources() -> int:
+    """Periodic (beat): one sync task per enabled source."""
+    source_ids = selectors.source_ids_enabled()
+    for source_id in source_ids:
+        sync_source.delay(source_id)
+    return len(source_ids)
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def sync_source(source_id: int) -> dict[str, object]:
+    """Read one source (only reads GitHub); then hand needs-info requests to `ask_for_examples`."""
+    if not services.source_claim(source_id=source_id):
+        return {"skipped": "another sync holds this source"}
+    try:
+        source = selectors.source_get(source_id=source_id)
+        summary = services.source_sync(source=source, client=services.source_client(source=source))
+    finally:
+        services.source_release(source_id=source_id)
+    if source.ask_for_examples:
+        transaction.on_commit(lambda: ask_for_examples.delay(source_id))
+    return summary.as_dict()
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def process_delivery(delivery_id: int) -> str:
+    delivery = services.delivery_claim(delivery_id=delivery_id)
+    if delivery is None:
+        return "nothing to do"
+    result = services.delivery_process(delivery=delivery)
+    source = selectors.source_for_delivery(delivery=delivery)
+    if source is not None and source.ask_for_examples:
+        transaction.on_commit(lambda: ask_for_examples.delay(source.pk))
+    return result
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def ask_for_examples(source_id: int) -> int:
+    """Post one polite "please add an example" comment per needs-info request (the source must enable it)."""
+    source = selectors.source_get(source_id=source_id)
+    if not source.ask_for_examples:
+        return 0
+    client = services.source_client(source=source)
+    posted = 0
+    for item in selectors.items_needing_example(source=source):
+        comment = services.ask_for_example_intent(item=item)
+        if comment is not None:
+            try:
+                posted += services.comment_post(comment_id=comment.pk, client=client).status == "posted"
+            except GithubUnavailable as exc:
+                log.warning("asking for examples on %s stopped: %s", source, exc)
+                break
+    return posted
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(*TRANSIENT, GithubUnavailable), retry_backoff=60, max_retries=8)
+def post_comment(self, comment_id: int) -> str:
+    comment = selectors.outgoing_comment_get(comment_id=comment_id)
+    client = services.source_client(source=comment.source)
+    return services.comment_post(comment_id=comment_id, client=client).status
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def report_release(release_id: int) -> int:
+    """Record and post the report-back comments of a published release (`ghsync.services.report_release`)."""
+    from releases.models import Release
+
+    return len(services.report_release(release=Release.objects.get(pk=release_id)))
