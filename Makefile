@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements/torch.txt
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-demo: setup ## set up and run the main job: the web app on SQLite with a demo maintainer and sample cases
+demo: setup ## set up and run the main job: the whole loop (cases, batch, training, evaluation, release) on SQLite, then serve
 	$(PY) manage.py demo
 
 trainer-demo: setup ## tiny LFA fine-tune on CPU: train, compare with the base, export, generate

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
 from accounts.models import User
+from curation.models import DatasetBatch
 from intake.models import FeedbackCase
 from releases.models import Release, ReleaseFile, ReleaseStatus
 
@@ -69,3 +70,9 @@ def release_cases(*, release: Release) -> QuerySet[FeedbackCase]:
 def releases_for_case(*, case: FeedbackCase) -> QuerySet[Release]:
     """Published releases trained on a batch holding the case (what its submitter sees)."""
     return release_queryset_public().filter(run__dataset_version__batch__items__case=case).distinct()
+
+
+def release_published_for_batch(*, batch: DatasetBatch) -> Release | None:
+    """The newest published release trained on this batch's dataset, if any."""
+    published = Release.objects.filter(run__dataset_version__batch=batch, status=ReleaseStatus.PUBLISHED)
+    return published.order_by("-published_at", "-id").first()

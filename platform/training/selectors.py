@@ -146,3 +146,7 @@ def evaluation_for_run(*, run: TrainingRun) -> Evaluation | None:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and value == value and abs(value) != float("inf")
+
+
+def run_latest_for_version(*, version: DatasetVersion) -> TrainingRun | None:
+    return TrainingRun.objects.filter(dataset_version=version).order_by("-id").first()

@@ -50,7 +50,9 @@ MATH_CASE = CaseInput(
 
 def run_manage(*args: str, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
     """Run manage.py in a fresh process (a clean environment unless `env` adds to it)."""
-    base = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_"))}
+    # No DATABASE_URL, REDIS_URL or CELERY_*: the child gets the embedded default unless `env` says otherwise.
+    dropped = ("DJANGO_", "DATABASE_", "REDIS_", "CELERY_")
+    base = {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "manage.py"), *args],
         cwd=REPO_ROOT,

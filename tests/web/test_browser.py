@@ -1,18 +1,28 @@
-"""One browser test in headless Chromium (Debian's /usr/bin/chromium): sign-up, submit, maintainer triage."""
+"""Browser tests in headless Chromium (Debian's /usr/bin/chromium).
 
+A contributor signs up and submits, a maintainer triages; a maintainer approves a
+batch, opens a finished run, publishes it and downloads a file of the release.
+"""
+
+import hashlib
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.db import connection, connections
 
 from accounts.models import User
 from accounts.services import user_create, user_make_maintainer
+from curation.models import BatchStatus, DatasetBatch, DatasetVersion, DatasetVersionStatus
+from curation.services import batch_create
 from intake.models import FeedbackCase
+from releases.models import Release, ReleaseFile, ReleaseStatus
 
 from .conftest import MATH_CASE, PASSWORD
+from .loop_factories import accepted_cases, finished_run, write_export
 
 CHROMIUM = os.environ.get("COTRAIN_CHROMIUM", "/usr/bin/chromium")
 pytestmark = [
@@ -94,3 +104,51 @@ def test_sign_up_submit_and_triage(live_server: object, browser_page: object) ->
     assert case.events.last().actor == User.objects.get(username="maint")
     page.goto(f"{url}/requests/")
     assert MATH_CASE.scenario in page.inner_text("main")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_maintainer_approves_publishes_and_downloads(
+    live_server: object, browser_page: object, settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    contributor: User, maintainer: User,
+) -> None:
+    page, url = browser_page, live_server.url  # type: ignore[attr-defined]
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    # No worker here (test_worker_e2e.py runs real ones): the two tasks these clicks queue
+    # run in the request, as their task bodies. Training is not clicked through: a
+    # finished run from the factories stands in for it, so the test stays fast.
+    from curation.tasks import build_dataset_version
+    from releases.tasks import publish_release
+
+    monkeypatch.setattr(build_dataset_version, "delay", build_dataset_version.run)
+    monkeypatch.setattr(publish_release, "delay", publish_release.run)
+    accepted_cases(author=contributor, maintainer=maintainer)
+    batch = batch_create(by=maintainer, name="plan-browser")
+
+    page.goto(f"{url}/accounts/login/")
+    page.fill("#id_username", maintainer.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("form[method=post] button[type=submit]")
+    page.goto(f"{url}/batches/{batch.pk}/")
+    page.click("#approve-form button[type=submit]")
+    page.wait_for_selector(".messages .success")
+    assert DatasetBatch.objects.get(pk=batch.pk).status == BatchStatus.APPROVED
+    version = DatasetVersion.objects.get(batch=batch)
+    assert version.status == DatasetVersionStatus.READY, version.error
+
+    run = finished_run(version=version, maintainer=maintainer)
+    write_export(run)
+    page.goto(f"{url}/runs/{run.pk}/")
+    assert page.inner_text("#run-status") == "succeeded"
+    page.click("#publish-link")
+    page.fill("#id_tag", "browser-1")
+    page.click("#publish-form button[type=submit]")
+    page.wait_for_url(f"{url}/releases/browser-1/")
+    release = Release.objects.get(tag="browser-1")
+    assert release.status == ReleaseStatus.PUBLISHED and release.run_id == run.pk
+
+    with page.expect_download() as download_info:
+        page.click("a:text-is('merged/model.safetensors')")
+    download = download_info.value
+    expected = ReleaseFile.objects.get(release=release, name="merged/model.safetensors")
+    assert download.suggested_filename == "model.safetensors"
+    assert hashlib.sha256(Path(download.path()).read_bytes()).hexdigest() == expected.sha256

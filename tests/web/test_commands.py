@@ -45,10 +45,10 @@ def test_export_then_import_elsewhere_round_trips_and_twice_changes_nothing(
 
 def test_bundled_samples_import_idempotently() -> None:
     call_command("import_cases", str(SAMPLES))
-    assert FeedbackCase.objects.count() == 20
+    assert FeedbackCase.objects.count() == 54
     assert set(FeedbackCase.objects.values_list("language", flat=True)) == {"zh", "en", "mixed"}
     call_command("import_cases", str(SAMPLES))
-    assert FeedbackCase.objects.count() == 20
+    assert FeedbackCase.objects.count() == 54
 
 
 def test_bad_lines_are_reported_by_number_and_nothing_is_imported(

@@ -3,9 +3,11 @@
 Each test drives runs through the services as the web app does, and a
 `celery -A worker.celery_app worker -Q default,gpu -B` subprocess trains and
 evaluates them with the real trainer on a tiny model. The worker uses its own
-Redis database (REDIS_URL, 12 in the team's command line) and the test database.
+Redis database (REDIS_URL, 12 in the team's command line) and the test database. The
+last test goes the whole way: approval, dataset, run, evaluation, release, download.
 """
 
+import hashlib
 import json
 import os
 import signal
@@ -21,16 +23,22 @@ import pytest
 import redis
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
+from django.test import Client
+from django.urls import reverse
 
 from accounts.models import User
-from curation.models import DatasetVersion
+from curation.models import DatasetVersion, DatasetVersionStatus
 from curation.selectors import dataset_version_abspath
+from curation.services import batch_approve, batch_create
+from intake.models import CaseStatus, FeedbackCase
+from releases.models import Release, ReleaseStatus
+from releases.services import release_request
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 from training.selectors import run_dir_abspath
 from training.services import run_cancel, run_start
 
 from .conftest import REPO_ROOT
-from .loop_factories import built_version
+from .loop_factories import accepted_cases, built_version
 from .training_support import TINY_RECIPE, make_tiny_base, write_general_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -72,7 +80,8 @@ class Worker:
 
 
 @pytest.fixture
-def live(settings, tmp_path: Path, contributor: User, maintainer: User) -> Iterator[tuple[Worker, DatasetVersion]]:
+def worker_env(settings, tmp_path: Path) -> dict[str, str]:
+    """The environment of a worker on the test database and this test's Redis database and artifact folder."""
     artifacts, var = tmp_path / "artifacts", tmp_path / "var"
     settings.ARTIFACT_ROOT = artifacts
     settings.DEMO_BASE_CHECKPOINT = artifacts / "models" / "yuan2-tiny-demo"
@@ -80,7 +89,8 @@ def live(settings, tmp_path: Path, contributor: User, maintainer: User) -> Itera
     broker = os.environ["REDIS_URL"]
     redis.Redis.from_url(broker).flushdb()  # this test's own Redis database: no message of an earlier run
     db = connection.settings_dict
-    env = {
+    var.mkdir(parents=True)
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "COTRAIN_"))},
         "DJANGO_SETTINGS_MODULE": "cotrain_site.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
@@ -97,10 +107,14 @@ def live(settings, tmp_path: Path, contributor: User, maintainer: User) -> Itera
         "COTRAIN_RUN_SWEEP_SECONDS": "2",
         "OMP_NUM_THREADS": "2",
     }
-    var.mkdir(parents=True)
+
+
+@pytest.fixture
+def live(worker_env: dict[str, str], tmp_path: Path, contributor: User,
+         maintainer: User) -> Iterator[tuple[Worker, DatasetVersion]]:
     # Built before the worker starts: the build message approval queued is then a no-op for it.
     version = built_version(author=contributor, maintainer=maintainer)
-    worker = Worker(env, tmp_path / "worker.log")
+    worker = Worker(worker_env, tmp_path / "worker.log")
     worker.start()
     yield worker, version
     worker.stop()
@@ -216,3 +230,76 @@ def test_concurrent_duplicate_requests_start_one_run(live, maintainer: User) -> 
     assert TrainingRun.objects.filter(dataset_version=version).count() == 1
     run = TrainingRun.objects.get(dataset_version=version)
     run_cancel(run=run, by=maintainer)
+
+
+def test_the_loop_from_approval_to_a_downloaded_release(worker_env: dict[str, str], tmp_path: Path,
+                                                         contributor: User, maintainer: User) -> None:
+    """approve -> dataset version -> run -> evaluation -> publish, all on the worker; then download over HTTP."""
+    worker = Worker(worker_env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        cases = accepted_cases(author=contributor, maintainer=maintainer)
+        # The test commits at once (transaction=True): approval's on-commit build message reaches the worker.
+        batch = batch_approve(batch=batch_create(by=maintainer, name="plan-e2e"), by=maintainer)
+        version = DatasetVersion.objects.get(batch=batch)
+        wait_for(lambda: DatasetVersion.objects.get(pk=version.pk).status in ("ready", "failed"), worker,
+                 timeout=120, what="the dataset version")
+        version = DatasetVersion.objects.get(pk=version.pk)
+        assert version.status == DatasetVersionStatus.READY, version.error
+        # LoRA: the release then holds the adapter next to the merged checkpoint.
+        recipe = replace(TINY_RECIPE, method="lora")
+        run = run_start(version=version, base_checkpoint="demo", recipe=recipe, by=maintainer)
+        wait_for(lambda: _run(run.pk).status not in ("queued", "running"), worker, timeout=180, what="the run")
+        assert _run(run.pk).status == RunStatus.SUCCEEDED, (_run(run.pk).error, worker.tail())
+        wait_for(lambda: Evaluation.objects.filter(run=run).exclude(status__in=["pending", "running"]).exists(),
+                 worker, timeout=180, what="the evaluation")
+        evaluation = Evaluation.objects.get(run=run)
+        assert evaluation.status in (EvaluationStatus.PASSED, EvaluationStatus.BLOCKED), evaluation.error
+        # A random tiny base may regress on the general set; the maintainer then overrides with a reason.
+        reason = "" if evaluation.status == EvaluationStatus.PASSED else "End-to-end test of the loop: publish anyway."
+        # The publish page's path: the copy runs as a task on the worker's default queue.
+        release = release_request(run=_run(run.pk), by=maintainer, tag="e2e-1", override_reason=reason)
+        wait_for(lambda: Release.objects.get(pk=release.pk).status != ReleaseStatus.PUBLISHING, worker,
+                 timeout=60, what="the release")
+        assert Release.objects.get(pk=release.pk).status == ReleaseStatus.PUBLISHED
+    finally:
+        worker.stop()
+        connections.close_all()
+    assert {c.status for c in FeedbackCase.objects.filter(pk__in=[c.pk for c in cases])} == {CaseStatus.RELEASED}
+
+    client = Client()
+    sums = _download(client, "e2e-1", "SHA256SUMS").decode()
+    listed = dict(line.split("  ", 1)[::-1] for line in sums.splitlines())
+    assert {"README.md", "merged/model.safetensors", "merged/config.json", "adapter/adapter_config.json"} <= set(listed)
+    downloaded = tmp_path / "downloaded"
+    for name, digest in listed.items():
+        body = _download(client, "e2e-1", name)
+        assert hashlib.sha256(body).hexdigest() == digest, name
+        (downloaded / name).parent.mkdir(parents=True, exist_ok=True)
+        (downloaded / name).write_bytes(body)
+
+    # A resumed download: the first KiB, then the rest from where it stopped.
+    url = reverse("releases:file", args=["e2e-1", "merged/model.safetensors"])
+    whole = (downloaded / "merged" / "model.safetensors").read_bytes()
+    head = client.get(url, HTTP_RANGE="bytes=0-1023")
+    tail = client.get(url, HTTP_RANGE="bytes=1024-")
+    assert head.status_code == tail.status_code == 206
+    assert tail["Content-Range"] == f"bytes 1024-{len(whole) - 1}/{len(whole)}"
+    assert _body(head) + _body(tail) == whole
+
+    import trainer
+
+    model = trainer.load_model(downloaded / "merged")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def _body(response) -> bytes:
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+def _download(client: Client, tag: str, name: str) -> bytes:
+    response = client.get(reverse("releases:file", args=[tag, name]))
+    assert response.status_code == 200, (name, response.status_code)
+    body = _body(response)
+    assert int(response["Content-Length"]) == len(body) and response["ETag"]
+    return body

@@ -9,7 +9,9 @@ from training.recipes import Recipe
 from .conftest import REPO_ROOT
 
 # yuan2_tiny-sized LoRA run: 64-token rows, a checkpoint every 2 steps, short generations.
-TINY_RECIPE = Recipe(method="lora", max_steps=8, micro_batch_size=2, lr=3e-3, warmup_steps=1, seq_len=64,
+# A full fine-tune: in 8 steps it reliably lowers the held-out loss of a random tiny
+# model (it learns the byte statistics), which a rank-4 adapter does not.
+TINY_RECIPE = Recipe(method="full", max_steps=8, micro_batch_size=2, lr=3e-3, warmup_steps=1, seq_len=64,
                      lora_r=4, lora_alpha=8.0, checkpoint_every=2, eval_max_new_tokens=8)
 
 
