@@ -33,7 +33,7 @@ from baseline_model import BaselineYuan  # noqa: E402
 
 from trainer.config import preset  # noqa: E402
 from trainer.lora import wrap_lora  # noqa: E402
-from trainer.model import DecoderLayer, YuanForCausalLM, num_parameters  # noqa: E402
+from trainer.model import DecoderLayer, YuanForCausalLM  # noqa: E402
 from trainer.runconfig import LoraSection  # noqa: E402
 
 PEAK_FLOPS = 790e12
@@ -61,7 +61,7 @@ def build(name: str, cfg, device: torch.device) -> nn.Module:
         model = BaselineYuan(cfg) if name.startswith("baseline") else YuanForCausalLM(cfg)
     _init_fast(model)
     model.to(torch.bfloat16)
-    if name == "ours_no_lfa":
+    if name.startswith("ours_no_lfa"):
         for layer in model.model.layers:
             layer.self_attn.lf_gate = _NoLFA()
     if name.startswith("ours"):
@@ -80,8 +80,11 @@ def build(name: str, cfg, device: torch.device) -> nn.Module:
 def step_fn(name: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor):
     if name.startswith("baseline"):
         return lambda: model(ids, targets)
+    segments = None
+    if name.endswith("packed"):  # 8 examples per row: FlexAttention with a document mask
+        segments = (torch.arange(ids.shape[1], device=ids.device) * 8 // ids.shape[1]).expand_as(ids)
     # Ours returns the loss sum; divide by the token count like the baseline's mean.
-    return lambda: model(input_ids=ids, targets=targets).loss / targets.numel()
+    return lambda: model(input_ids=ids, segment_ids=segments, targets=targets).loss / targets.numel()
 
 
 def measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
@@ -122,9 +125,11 @@ def measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, devic
 
 
 def _n_params(cfg) -> int:
+    """Parameters that do matrix work per token: all, less an untied embedding table (a lookup)."""
     with torch.device("meta"):
         model = YuanForCausalLM(cfg)
-    return num_parameters(model, exclude_embedding=True)
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return total if cfg.tie_word_embeddings else total - model.model.embed_tokens.weight.numel()
 
 
 def measure_generation(cfg, device: torch.device, batch: int, prompt_len: int, new_tokens: int) -> dict:

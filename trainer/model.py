@@ -463,26 +463,5 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 None if grad_w is None else (grad_w * grad_out).to(w_dtype), None, None, None)
 
 
-def num_parameters(model: nn.Module, *, exclude_embedding: bool = False) -> int:
-    """Unique parameters (tied weights counted once)."""
-    seen = {id(p): p for p in model.parameters()}
-    total = sum(p.numel() for p in seen.values())
-    if exclude_embedding:
-        emb = getattr(getattr(model, "model", model), "embed_tokens", None)
-        if emb is not None:
-            total -= emb.weight.numel() if not _is_tied(model) else 0
-    return total
-
-
-def _is_tied(model: nn.Module) -> bool:
-    head = getattr(model, "lm_head", None)
-    return head is not None and head.weight is model.model.embed_tokens.weight
-
-
-def flops_per_token(config: Any, seq_len: int, n_params: int) -> float:
-    """Training FLOPs per token: 6N + 6·L·H·S (N without the embedding lookup)."""
-    return 6.0 * n_params + 6.0 * config.num_hidden_layers * config.hidden_size * seq_len
-
-
-__all__ = ["IGNORE_INDEX", "CausalLMOutput", "YuanCache", "YuanForCausalLM", "YuanModel", "flops_per_token",
-           "num_parameters"]
+__all__ = ["IGNORE_INDEX", "CausalLMOutput", "DecoderLayer", "YuanCache", "YuanForCausalLM", "YuanModel",
+           "causal_conv"]

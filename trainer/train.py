@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import data as data_mod
-from .checkpoint import hf_state, load_model, read_config, save_checkpoint
+from .checkpoint import hf_state, load_model, save_checkpoint
 from .config import preset
 from .distributed import World, all_reduce_sum, barrier, close_world, init_world, shard_model
 from .model import DecoderLayer, YuanForCausalLM
@@ -462,4 +462,4 @@ def _generation_scores(merged: Path, examples: list[data_mod.Example], cfg: RunC
             "chrf": sum(s.chrf for s in scores) / n, "file": str(path)}
 
 
-__all__ = ["TrainingError", "base_model_and_tokenizer", "latest_checkpoint", "lr_factor", "read_config", "run"]
+__all__ = ["TrainingError", "base_model_and_tokenizer", "latest_checkpoint", "lr_factor", "run", "write_result"]
