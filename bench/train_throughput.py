@@ -171,7 +171,7 @@ def main() -> None:
     device = torch.device("cuda")
     cfg = preset("yuan2_2b")
     rows = []
-    for name in args.rows.split(","):
+    for name in filter(None, args.rows.split(",")):
         rows.append(measure(name, cfg, args.seq, args.batch, args.steps, args.warmup, device))
         print(json.dumps(rows[-1]), flush=True)
     if args.long_seq:

@@ -67,13 +67,17 @@ def _is_number(value: Any) -> bool:
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, sampling: SamplingConfig,
-             batch_size: int = 32) -> list[list[int]]:
+             batch_size: int = 32, static_cache: bool | None = None) -> list[list[int]]:
     """The generated token ids of each prompt (without the prompt and without `<eod>`).
 
     `model` is a `YuanForCausalLM` (or a peft wrapper around one); any model
     with the same `forward(input_ids, attention_mask=, past_key_values=,
     use_cache=)` contract works through its forward. It runs in eval mode and
     gets its previous mode back afterwards.
+
+    `static_cache` (default: on GPUs, for our own model) decodes with
+    preallocated cache buffers and replays one CUDA graph per token, since a
+    decode step is hundreds of tiny kernels whose launch cost dwarfs their work.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -105,7 +109,8 @@ def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, s
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             outs = _generate_batch(model, [prompts[i] for i in chunk], [budgets[i] for i in chunk],
-                                   eod_id=eod_id, sampling=sampling, generator=generator, device=device)
+                                   eod_id=eod_id, sampling=sampling, generator=generator, device=device,
+                                   static_cache=static_cache)
             for i, out in zip(chunk, outs, strict=True):
                 results[i] = out
     finally:
@@ -114,8 +119,8 @@ def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, s
 
 
 def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: list[int], *, eod_id: int,
-                    sampling: SamplingConfig, generator: torch.Generator | None, device: torch.device
-                    ) -> list[list[int]]:
+                    sampling: SamplingConfig, generator: torch.Generator | None, device: torch.device,
+                    static_cache: bool | None = None) -> list[list[int]]:
     b = len(prompts)
     width = max(len(p) for p in prompts)
     ids = torch.zeros((b, width), dtype=torch.long)  # padding: any valid id, masked out
@@ -130,6 +135,12 @@ def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: l
     active = list(range(b))
     cache = YuanCache(_num_layers(model))
     logits = _next_logits(model, ids, mask, cache)
+    core = _core(model)
+    if static_cache is None:
+        static_cache = device.type == "cuda"
+    if static_cache and isinstance(core, YuanForCausalLM):
+        return _decode_static(core, cache, logits, budgets, eod_id=eod_id, sampling=sampling,
+                              generator=generator)
     while True:
         tokens = _pick(logits, sampling, generator)
         keep: list[int] = []
@@ -150,6 +161,97 @@ def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: l
             active = [active[row] for row in keep]
         mask = torch.cat((mask, mask.new_ones(len(active), 1)), dim=1)
         logits = _next_logits(model, tokens[:, None], mask, cache)
+
+
+class StaticCache(YuanCache):
+    """A `YuanCache` in preallocated buffers, so that a decode step has fixed shapes and addresses.
+
+    Keys and values live in (B, N, T_max, D) buffers written at slot `t` (a device
+    tensor, advanced in place), and attention masks the slots not yet written:
+    the whole step can be captured once as a CUDA graph and replayed per token.
+    Rows never leave the batch; finished rows keep decoding and are ignored.
+    """
+
+    def __init__(self, cache: YuanCache, extra: int) -> None:
+        super().__init__(len(cache.keys))
+        b, n, t0, d = cache.keys[0].shape
+        self.capacity = t0 + extra
+        for store, source in ((self.keys, cache.keys), (self.values, cache.values)):
+            for i, tensor in enumerate(source):
+                store[i] = tensor.new_zeros(b, n, self.capacity, d)
+                store[i][:, :, :t0] = tensor
+        self.lf_inputs = [t.clone() for t in cache.lf_inputs]
+        self.key_valid = cache.key_valid.new_zeros(b, self.capacity)
+        self.key_valid[:, :t0] = cache.key_valid
+        self.lf_valid = cache.lf_valid.clone()
+        self.next_pos = cache.next_pos.clone()
+        self.t = torch.full((1,), t0, dtype=torch.long, device=cache.key_valid.device)
+
+    @property
+    def length(self) -> int:
+        return self.capacity  # only ever asked "is there a past?"
+
+    def remember_lf_inputs(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
+        memory = self.lf_inputs[layer].clone()
+        self.lf_inputs[layer].copy_(torch.cat((memory, x), dim=1)[:, -2:])
+        return memory
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys[layer].index_copy_(2, self.t, k)
+        self.values[layer].index_copy_(2, self.t, v)
+        return self.keys[layer], self.values[layer]
+
+    def key_mask(self, allowed: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        self.key_valid.index_copy_(1, self.t, valid)
+        return self.key_valid[:, None, :].expand(allowed.shape[0], allowed.shape[1], self.capacity)
+
+    def advance(self, valid: torch.Tensor, positions: torch.Tensor) -> None:
+        # Runs before the layers write their keys at slot t: `t` moves on in `step_done`.
+        self.lf_valid.copy_(torch.cat((self.lf_valid, valid), dim=1)[:, -2:])
+        self.next_pos.copy_(positions[:, -1] + 1)
+
+    def step_done(self) -> None:
+        self.t.add_(1)
+
+
+def _decode_static(core: YuanForCausalLM, cache: YuanCache, logits: torch.Tensor, budgets: list[int], *,
+                   eod_id: int, sampling: SamplingConfig, generator: torch.Generator | None) -> list[list[int]]:
+    """Decode after the prefill with a `StaticCache`; on a GPU each step is one CUDA-graph replay."""
+    outputs: list[list[int]] = [[] for _ in budgets]
+    done = [False] * len(budgets)
+    static = StaticCache(cache, extra=max(budgets))
+    ids = torch.zeros(len(budgets), 1, dtype=torch.long, device=logits.device)
+
+    def step() -> torch.Tensor:
+        logits = core.lm_head(core.model(ids, cache=static)[:, -1])
+        static.step_done()
+        return logits
+
+    graph, graph_logits = None, None
+    while True:
+        # Draw for the rows still going only, in order, exactly as the shrinking batch
+        # of the dynamic path does: the same seed then gives the same samples.
+        active = [row for row in range(len(budgets)) if not done[row]]
+        rows = torch.tensor(active, device=logits.device)
+        picked = _pick(logits.index_select(0, rows), sampling, generator)
+        for row, token in zip(active, picked.tolist(), strict=True):
+            if token == eod_id:
+                done[row] = True
+                continue
+            outputs[row].append(token)
+            done[row] = len(outputs[row]) >= budgets[row]
+        if all(done):
+            return outputs
+        ids.index_copy_(0, rows, picked[:, None])
+        if graph is not None:
+            graph.replay()
+            logits = graph_logits
+        else:
+            logits = step()  # the first step runs eagerly: it also warms up the kernels
+            if ids.device.type == "cuda":
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    graph_logits = step()  # recorded, not run: the next replay is the next step
 
 
 def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:

@@ -68,6 +68,37 @@ class YuanCache:
     def length(self) -> int:
         return 0 if self.key_valid is None else self.key_valid.shape[1]
 
+    def remember_lf_inputs(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
+        """Store the last two LFA inputs of this layer; return the two stored before (or None)."""
+        memory = self.lf_inputs[layer]
+        prior = memory if memory is not None else x.new_zeros(x.shape[0], 2, x.shape[2])
+        self.lf_inputs[layer] = torch.cat((prior, x), dim=1)[:, -2:]
+        return memory
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's keys and values (B, N, S, D); return all of them."""
+        if self.keys[layer] is not None:
+            k = torch.cat((self.keys[layer], k), dim=2)
+            v = torch.cat((self.values[layer], v), dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def key_mask(self, allowed: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, S, T) attention mask over cached + new keys, given the new-token mask `allowed`."""
+        b, s, _ = allowed.shape
+        old = self.key_valid[:, None, :].expand(b, s, self.key_valid.shape[1])
+        # Cached keys all belong to the row's one sequence (no packing with a cache);
+        # a query after a start inside this chunk belongs to a new sequence.
+        return torch.cat((old & (seq[:, :, None] == 0), allowed), dim=2)
+
+    def advance(self, valid: torch.Tensor, positions: torch.Tensor) -> None:
+        """Record the new tokens' validity and the next rotary position."""
+        b = valid.shape[0]
+        prev = self.lf_valid if self.lf_valid is not None else valid.new_zeros(b, 2)
+        self.lf_valid = torch.cat((prev, valid), dim=1)[:, -2:]
+        self.key_valid = valid if self.key_valid is None else torch.cat((self.key_valid, valid), dim=1)
+        self.next_pos = positions[:, -1] + 1
+
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (used when finished rows leave a batch)."""
         for store in (self.keys, self.values, self.lf_inputs):
@@ -189,11 +220,7 @@ class Attention(nn.Module):
         b, s, h = x.shape
         n, d = self.num_heads, self.head_dim
         cache = ctx.cache
-        memory = None if cache is None else cache.lf_inputs[layer]
-        if cache is not None:
-            # Remember the last two LFA inputs before they are consumed.
-            prior = memory if memory is not None else x.new_zeros(b, 2, h)
-            cache.lf_inputs[layer] = torch.cat((prior, x), dim=1)[:, -2:]
+        memory = None if cache is None else cache.remember_lf_inputs(layer, x)
         z = self.lf_gate(x, ctx.starts, memory, ctx.memory_starts if memory is not None else None)
 
         qk = torch.cat((self.q_proj(z), self.k_proj(z)), dim=-1).view(b, s, n, 2 * d)
@@ -202,10 +229,7 @@ class Attention(nn.Module):
         q = apply_rotary(q, ctx.cos, ctx.sin)
         k = apply_rotary(k, ctx.cos, ctx.sin)
         if cache is not None:
-            if cache.keys[layer] is not None:
-                k = torch.cat((cache.keys[layer], k), dim=2)
-                v = torch.cat((cache.values[layer], v), dim=2)
-            cache.keys[layer], cache.values[layer] = k, v
+            k, v = cache.extend(layer, k, v)
         if ctx.mask is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif isinstance(ctx.mask, BlockMask):
@@ -335,10 +359,7 @@ class YuanModel(nn.Module):
             # Every query sees itself, so rows of padding never softmax over nothing.
             allowed |= torch.eye(s, dtype=torch.bool, device=device)
             if past:
-                # Cached keys all belong to the row's one sequence (no packing with a cache).
-                old = cache.key_valid[:, None, :].expand(b, s, past)
-                # A query after a start inside this chunk belongs to a new sequence.
-                allowed = torch.cat((old & (seq[:, :, None] == 0), allowed), dim=2)
+                allowed = cache.key_mask(allowed, seq, valid)
             mask = allowed[:, None]
 
         memory_starts = None
@@ -347,10 +368,7 @@ class YuanModel(nn.Module):
                 # The older remembered input has nothing before it; the newer one
                 # starts a sequence when the older one is padding.
                 memory_starts = torch.stack((torch.ones_like(cache.lf_valid[:, 0]), ~cache.lf_valid[:, 0]), 1)
-            prev_valid = cache.lf_valid if past else torch.zeros(b, 2, dtype=torch.bool, device=device)
-            cache.lf_valid = torch.cat((prev_valid, valid), dim=1)[:, -2:]
-            cache.key_valid = valid if not past else torch.cat((cache.key_valid, valid), dim=1)
-            cache.next_pos = positions[:, -1] + 1
+            cache.advance(valid, positions)
         return _Context(starts, cos, sin, mask, cache, memory_starts)
 
 

@@ -229,3 +229,16 @@ def test_bad_prompts_rejected(model: YuanForCausalLM) -> None:
 def test_bad_sampling_config(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SamplingConfig(**kwargs)
+
+
+def test_static_cache_decoding_equals_the_dynamic_cache_and_recompute(model: YuanForCausalLM) -> None:
+    """The preallocated cache (what GPUs replay as a CUDA graph) decodes exactly like the growing one."""
+    gen = torch.Generator().manual_seed(11)
+    prompts = [torch.randint(0, 256, (n,), generator=gen).tolist() for n in (1, 6, 19, 11)]
+    greedy = SamplingConfig(max_new_tokens=16)
+    static = generate(model, prompts, eod_id=BYTE_EOD_ID, sampling=greedy, static_cache=True)
+    assert static == generate(model, prompts, eod_id=BYTE_EOD_ID, sampling=greedy, static_cache=False)
+    assert static[2] == naive_greedy(model, prompts[2], 16, BYTE_EOD_ID)
+    sampled = SamplingConfig(max_new_tokens=24, temperature=1.3, top_k=40, seed=9)
+    assert generate(model, prompts, eod_id=BYTE_EOD_ID, sampling=sampled, static_cache=True) == \
+        generate(model, prompts, eod_id=BYTE_EOD_ID, sampling=sampled, static_cache=False)
