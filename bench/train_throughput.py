@@ -169,6 +169,10 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda")
+    # Every row compiles another variant of the same decoder layer code; past dynamo's
+    # default of 8 cached variants, later rows would silently run uncompiled.
+    torch._dynamo.config.cache_size_limit = 64
+    torch._dynamo.config.accumulated_cache_size_limit = 512
     cfg = preset("yuan2_2b")
     rows = []
     for name in filter(None, args.rows.split(",")):

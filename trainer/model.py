@@ -436,6 +436,26 @@ class YuanForCausalLM(nn.Module):
         return total, weights.sum()
 
 
+def _softmax_cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ weight·CE of a chunk of logits (float32 maths), and its gradient in the logits' dtype."""
+    full = logits.float()
+    lse = torch.logsumexp(full, dim=-1)
+    loss = ((lse - full.gather(1, targets[:, None]).squeeze(1)) * weights).sum()
+    grad = (full - lse[:, None]).exp()
+    grad = grad.scatter_add(1, targets[:, None], grad.new_full((targets.shape[0], 1), -1.0))
+    return loss, (grad * weights[:, None]).to(logits.dtype)
+
+
+@functools.cache
+def _softmax_grad(device_type: str):  # -> callable like _softmax_cross_entropy_grad
+    # On GPUs one compiled kernel pair reads the bf16 logits once or twice instead of
+    # six float32 passes; chunks vary in length, hence dynamic shapes.
+    if device_type == "cuda":
+        return torch.compile(_softmax_cross_entropy_grad, dynamic=True)
+    return _softmax_cross_entropy_grad
+
+
 class _FusedLinearCrossEntropy(torch.autograd.Function):
     """Σ weight·CE(hidden @ Wᵀ, target), with its gradients computed chunk by chunk in forward.
 
@@ -459,12 +479,8 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 h = h_all[start:start + _LOSS_CHUNK]
                 t = targets[start:start + _LOSS_CHUNK]
                 wt = weights[start:start + _LOSS_CHUNK]
-                logits = (h @ w.T).float()
-                lse = torch.logsumexp(logits, dim=-1)
-                total += ((lse - logits.gather(1, t[:, None]).squeeze(1)) * wt).sum()
-                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
-                grad = (grad * wt[:, None]).to(dtype)
+                loss, grad = _softmax_grad(h.device.type)(h @ w.T, t, wt)
+                total += loss
                 if grad_h is not None:
                     grad_h[start:start + _LOSS_CHUNK] = grad @ w
                 if grad_w is not None:
