@@ -178,9 +178,11 @@ def test_cli_failure_exits_nonzero_with_reason_in_result(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
-    one = make_config(tmp_path, "one", train={"micro_batch_size": 2, "max_steps": 4})
-    two = make_config(tmp_path, "two", train={"micro_batch_size": 1, "max_steps": 4})
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_torchrun_two_processes_match_one_process(tmp_path: Path, method: str) -> None:
+    lora = {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj", "conv1"]}
+    one = make_config(tmp_path, "one", train={"method": method, "micro_batch_size": 2, "max_steps": 4}, lora=lora)
+    two = make_config(tmp_path, "two", train={"method": method, "micro_batch_size": 1, "max_steps": 4}, lora=lora)
     assert run(one)["status"] == "succeeded"
     two.save(tmp_path / "two.yaml")
     proc = subprocess.run(
@@ -195,9 +197,16 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=1e-4), step
-    # The sharded run's final weights equal the single-process run's.
-    wa = load_model(latest_checkpoint(tmp_path / "one") / "model").state_dict()
-    wb = load_model(latest_checkpoint(tmp_path / "two") / "model").state_dict()
+    # The sharded run's final weights (or adapter) equal the single-process run's.
+    if method == "lora":
+        from safetensors.torch import load_file
+
+        wa, wb = (load_file(str(latest_checkpoint(tmp_path / d) / "adapter" / "adapter_model.safetensors"))
+                  for d in ("one", "two"))
+    else:
+        wa = load_model(latest_checkpoint(tmp_path / "one") / "model").state_dict()
+        wb = load_model(latest_checkpoint(tmp_path / "two") / "model").state_dict()
+    assert wa.keys() == wb.keys()
     for name in wa:
         assert torch.allclose(wa[name], wb[name], atol=1e-5, rtol=1e-4), name
 
