@@ -1,5 +1,6 @@
 """Every read of dataset batches and versions that a view, task or another app needs."""
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,13 +96,37 @@ def case_url(*, case: FeedbackCase) -> str:
     return settings.SITE_URL + reverse("intake:case_detail", args=[case.pk])
 
 
+# Dataset row ids: `case-<pk>` for a case's first example pair, `case-<pk>-ex<n>` (n from 2) for the others.
+ROW_ID = re.compile(r"case-(?P<case>\d+)(?:-ex(?P<example>\d+))?")
+
+
+def case_pk_for_row(*, row_id: str) -> int | None:
+    """The case a dataset (or evaluation) row belongs to: `case-12` and `case-12-ex3` -> 12; else None."""
+    match = ROW_ID.fullmatch(row_id)
+    return int(match.group("case")) if match else None
+
+
+def case_examples(*, case: FeedbackCase) -> list[tuple[str, str, str]]:
+    """(row id, input, output) of each example pair of a case: `case-<pk>` first, then `case-<pk>-ex2`, ..."""
+    first = (f"case-{case.pk}", case.prompt, case.expected_output)
+    extras = [
+        (f"case-{case.pk}-ex{number}", pair["input"], pair["output"])
+        for number, pair in enumerate(case.extra_examples, start=2)
+    ]
+    return [first, *extras]
+
+
 def dataset_rows_for_batch(*, batch: DatasetBatch) -> list[dict[str, Any]]:
-    """The rows of the batch's dataset, in the Yuan fields the trainer reads (plus a few for people)."""
+    """The rows of the batch's dataset, in the Yuan fields the trainer reads (plus a few for people).
+
+    One row per example pair of each case; the rows of one case share everything but
+    id, prompt and response (`dataset_split` keeps them on one side).
+    """
     return [
         {
-            "id": f"case-{item.case.pk}",
-            "prompt": item.case.prompt,
-            "response": item.case.expected_output,
+            "id": row_id,
+            "prompt": prompt,
+            "response": response,
             "source": item.case.source,
             "weight": float(item.weight),
             "scenario": item.case.scenario,
@@ -110,4 +135,5 @@ def dataset_rows_for_batch(*, batch: DatasetBatch) -> list[dict[str, Any]]:
             "case_url": case_url(case=item.case),
         }
         for item in batch_items(batch=batch)
+        for row_id, prompt, response in case_examples(case=item.case)
     ]

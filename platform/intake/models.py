@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.validators import MaxLengthValidator
 from django.db import models
 
-from intake.validators import validate_clean_text, validate_not_blank, validate_tags
+from intake.validators import ExamplePairsValidator, validate_clean_text, validate_not_blank, validate_tags
 
 # Size limits: generous for real prompts (long prose, several examples) yet small
 # enough that one case cannot fill the database or a training batch.
@@ -12,6 +12,8 @@ SCENARIO_MAX = 200
 TEXT_MAX = 20_000
 MODEL_VERSION_MAX = 100
 REASON_MAX = 2_000
+# Example pairs besides the first (prompt/expected_output) that one request may carry.
+EXTRA_EXAMPLES_MAX = 50
 DATA_LICENSE = "CC-BY-4.0"
 
 
@@ -79,6 +81,16 @@ class FeedbackCase(models.Model):
         "expected output (输出)",
         max_length=TEXT_MAX,
         validators=[MaxLengthValidator(TEXT_MAX), validate_not_blank, validate_clean_text],
+    )
+    # The request's further input/output pairs ({"input", "output"}), in order; each
+    # becomes its own dataset row next to the first pair (prompt -> expected_output).
+    extra_examples = models.JSONField(
+        "additional examples",
+        default=list,
+        # Also a database default: rows written without the column (older code mid-deploy, bulk SQL) get [].
+        db_default=[],
+        blank=True,
+        validators=[ExamplePairsValidator(max_items=EXTRA_EXAMPLES_MAX, max_length=TEXT_MAX)],
     )
     language = models.CharField(max_length=10, choices=CaseLanguage.choices, default=CaseLanguage.ZH)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])

@@ -154,3 +154,15 @@ def case_to_record(*, case: FeedbackCase) -> dict[str, object]:
         "author": case.author.username if case.author else case.author_name,
         "created_at": case.created_at.isoformat(),
     }
+
+
+# What a source stores as the expected output while a request still lacks its
+# example (the column may not be empty); ghsync uses this very constant.
+EXAMPLE_PLACEHOLDER = "（待补充：请提供期望输出示例）(example needed: the expected output is missing)"
+EXAMPLE_PLACEHOLDERS = frozenset({EXAMPLE_PLACEHOLDER})
+
+
+def case_has_training_example(case: FeedbackCase) -> bool:
+    """Whether the case carries a real expected output a model could be trained on (not a placeholder)."""
+    expected = case.expected_output.strip()
+    return bool(expected) and expected not in EXAMPLE_PLACEHOLDERS

@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
 from intake.models import REASON_MAX, CaseEvent, CaseSource, CaseStatus, CaseVote, FeedbackCase
+from intake.selectors import case_has_training_example
 
 S = CaseStatus
 MAINTAINER, AUTHOR, SYSTEM = "maintainer", "author", "system"
@@ -51,10 +52,18 @@ class CaseInput:
     tags: tuple[str, ...] = ()
     model_version: str = ""
     license_consent: bool = False
+    # (input, output) pairs besides the first, which is prompt -> expected_output.
+    extra_examples: tuple[tuple[str, str], ...] = ()
+
+    def extra_example_records(self) -> list[dict[str, str]]:
+        """`extra_examples` as `FeedbackCase.extra_examples` stores them."""
+        return [{"input": text, "output": output} for text, output in self.extra_examples]
 
 
 def _search_text(case: FeedbackCase) -> str:
-    return "\n".join([case.scenario, case.prompt, case.bad_output, case.expected_output]).lower()
+    # Called after validation: every extra example is an {"input", "output"} pair of strings.
+    extras = [pair[key] for pair in case.extra_examples for key in ("input", "output")]
+    return "\n".join([case.scenario, case.prompt, case.bad_output, case.expected_output, *extras]).lower()
 
 
 def _check_may_transition(
@@ -118,6 +127,13 @@ def case_transition(
         raise ValidationError("Give a reason when rejecting a case.", code="reason_required")
     if to_status == S.NEEDS_INFO and not note:
         raise ValidationError("Say what information is missing.", code="question_required")
+    if to_status == S.ACCEPTED and not case_has_training_example(locked):
+        # Accepted cases go into dataset batches as training rows; a placeholder would teach the model to print it.
+        raise ValidationError(
+            f"Case #{locked.pk} cannot be accepted: its expected output is still missing (a placeholder). "
+            "Add a real example, or ask for one (needs info).",
+            code="example_missing",
+        )
     duplicate_of = (
         _resolve_duplicate_target(case=locked, duplicate_of_id=duplicate_of_id) if to_status == S.DUPLICATE else None
     )
@@ -194,6 +210,7 @@ def case_create(
         prompt=data.prompt,
         bad_output=data.bad_output,
         expected_output=data.expected_output,
+        extra_examples=data.extra_example_records(),
         language=data.language,
         tags=list(data.tags),
         model_version=data.model_version,
@@ -234,6 +251,7 @@ def case_import(
         prompt=data.prompt,
         bad_output=data.bad_output,
         expected_output=data.expected_output,
+        extra_examples=data.extra_example_records(),
         language=data.language,
         tags=list(data.tags),
         model_version=data.model_version,
@@ -301,13 +319,14 @@ def case_update_from_source(*, case: FeedbackCase, data: CaseInput, note: str = 
     nothing is written when nothing changed. Status is left to `case_transition`.
     """
     locked = FeedbackCase.objects.select_for_update().get(pk=case.pk)
-    before = _case_fields_for_compare(locked)
+    before = {**_case_fields_for_compare(locked), "extra_examples": locked.extra_examples}
     for name in ("scenario", "prompt", "bad_output", "expected_output", "language", "model_version"):
         setattr(locked, name, getattr(data, name))
     locked.tags = list(data.tags)
+    locked.extra_examples = data.extra_example_records()
     locked.license_consent = data.license_consent
     _validated_case(case=locked)
-    after = _case_fields_for_compare(locked)
+    after = {**_case_fields_for_compare(locked), "extra_examples": locked.extra_examples}
     changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
     if changed:
         fields = [*before.keys(), "model_version", "license_consent", "search_text", "updated_at"]
@@ -364,7 +383,8 @@ def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | Valid
         case = FeedbackCase(
             uid=record.uid, source=record.source, source_url=record.source_url, external_id=record.external_id,
             author_name=record.author_name, scenario=data.scenario, prompt=data.prompt, bad_output=data.bad_output,
-            expected_output=data.expected_output, language=data.language, tags=list(data.tags),
+            expected_output=data.expected_output, extra_examples=data.extra_example_records(),
+            language=data.language, tags=list(data.tags),
             model_version=data.model_version, license_consent=data.license_consent, status=record.status,
             status_reason=record.status_reason, created_at=record.created_at,
         )  # fmt: skip

@@ -3,6 +3,7 @@
 import unicodedata
 
 from django.core.exceptions import ValidationError
+from django.utils.deconstruct import deconstructible
 
 # Line breaks and tabs are part of real prompts; every other control character
 # (including NUL, which PostgreSQL cannot store) is refused.
@@ -39,3 +40,45 @@ def validate_tags(value: object) -> None:
         if len(tag) > 40:
             raise ValidationError("Each tag must be at most 40 characters.", code="tag_too_long")
         validate_clean_text(tag)
+
+
+@deconstructible
+class ExamplePairsValidator:
+    """A case's additional example pairs: a list of {"input": str, "output": str}, each within the text limit."""
+
+    def __init__(self, *, max_items: int, max_length: int) -> None:
+        self.max_items = max_items
+        self.max_length = max_length
+
+    def __call__(self, value: object) -> None:
+        if not isinstance(value, list):
+            raise ValidationError("Additional examples must be a list of input/output pairs.", code="invalid_examples")
+        if len(value) > self.max_items:
+            raise ValidationError(f"At most {self.max_items} additional examples.", code="too_many_examples")
+        for number, pair in enumerate(value, start=1):
+            if not isinstance(pair, dict) or set(pair) != {"input", "output"}:
+                raise ValidationError(
+                    f"Additional example {number} must have exactly the keys 'input' and 'output'.",
+                    code="invalid_example",
+                )
+            for key in ("input", "output"):
+                self._check_text(number=number, key=key, text=pair[key])
+
+    def _check_text(self, *, number: int, key: str, text: object) -> None:
+        where = f"Additional example {number}: the {key}"
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationError(f"{where} must be a non-empty string.", code="blank_example")
+        if len(text) > self.max_length:
+            raise ValidationError(
+                f"{where} must be at most {self.max_length} characters (it has {len(text)}).", code="example_too_long"
+            )
+        try:
+            validate_clean_text(text)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {' '.join(exc.messages)}", code="control_character") from exc
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ExamplePairsValidator)
+            and (self.max_items, self.max_length) == (other.max_items, other.max_length)
+        )

@@ -23,6 +23,14 @@ class Release(models.Model):
     sha256sums = models.TextField(blank=True)
     notes = models.TextField(blank=True)
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Who asked for the publish in hand: the sweeper hands it to the attempt it queues again.
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    # While `publishing`: set at the claim, then by the copy as it goes. Older than
+    # RELEASE_PUBLISH_TIMEOUT_SECONDS means the copy died (releases.tasks.sweep_stale_publishing).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Copies started for the publish in hand; each takes the release over from the one before.
+    publish_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
 

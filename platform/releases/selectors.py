@@ -1,10 +1,12 @@
 """Every read of releases and their files that a view, the API or another app needs."""
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 
 from accounts.models import User
 from curation.models import DatasetBatch
@@ -72,7 +74,38 @@ def releases_for_case(*, case: FeedbackCase) -> QuerySet[Release]:
     return release_queryset_public().filter(run__dataset_version__batch__items__case=case).distinct()
 
 
+def releases_by_case(*, case_ids: list[int]) -> dict[int, list[Release]]:
+    """`releases_for_case` for a page of cases in one query: case id -> its published releases, newest first."""
+    rows = release_queryset_public().filter(run__dataset_version__batch__items__case_id__in=case_ids).annotate(
+        addressed_case_id=F("run__dataset_version__batch__items__case_id")
+    )
+    found: dict[int, list[Release]] = {case_id: [] for case_id in case_ids}
+    for release in rows:
+        if all(seen.pk != release.pk for seen in found[release.addressed_case_id]):
+            found[release.addressed_case_id].append(release)
+    return found
+
+
 def release_published_for_batch(*, batch: DatasetBatch) -> Release | None:
     """The newest published release trained on this batch's dataset, if any."""
     published = Release.objects.filter(run__dataset_version__batch=batch, status=ReleaseStatus.PUBLISHED)
     return published.order_by("-published_at", "-id").first()
+
+
+def _publish_stale_before(now: datetime | None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.RELEASE_PUBLISH_TIMEOUT_SECONDS)
+
+
+def release_publish_is_stale(*, release: Release, now: datetime | None = None) -> bool:
+    """A `publishing` release whose copy (or queued attempt) has given no sign of life for the timeout."""
+    # Rows claimed before heartbeats existed have none: their creation time stands in.
+    return (release.heartbeat_at or release.created_at) < _publish_stale_before(now)
+
+
+def release_ids_stale(*, now: datetime | None = None) -> list[int]:
+    """Releases stuck in `publishing` (release_publish_is_stale), for the beat sweeper."""
+    limit = _publish_stale_before(now)
+    stale = Release.objects.filter(status=ReleaseStatus.PUBLISHING).filter(
+        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=limit)
+    )
+    return list(stale.order_by("id").values_list("id", flat=True))

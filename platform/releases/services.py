@@ -6,14 +6,22 @@ copy (outside any transaction: checkpoints are large), install (under the row
 lock: move the staged folder into place, record the files, publish, and move the
 batch's cases to `released`). A failure marks the release `failed`; publishing
 the run again retries it.
+
+A copy killed mid-way (worker lost, OOM, deploy) raises nothing, so nothing marks
+the release failed. Each copy therefore claims the release (attempt N, a
+heartbeat) and keeps the heartbeat fresh while it copies; the beat sweeper
+(`release_requeue_stale`) queues a silent one again, and fails it with the reason
+after RELEASE_PUBLISH_MAX_ATTEMPTS. A newer attempt takes the release over: an
+older copy that wakes up finds its attempt gone and stops without installing.
 """
 
 import hashlib
 import json
 import re
 import shutil
-import uuid
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -33,7 +41,7 @@ from curation.selectors import case_url
 from intake.models import CaseStatus
 from intake.services import case_transition
 from releases.models import Release, ReleaseFile, ReleaseStatus
-from releases.selectors import release_cases
+from releases.selectors import release_cases, release_publish_is_stale
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
 PUBLISH_PERMISSION = "releases.publish_release"
@@ -115,12 +123,14 @@ def _release_claim(*, run: TrainingRun, by: User, tag: str | None, override_reas
         raise ValidationError(f"The tag {tag} is taken.", code="tag_taken")
     notes = _evaluation_gate(run=run, by=by, override_reason=override_reason)
     if existing is not None:
-        existing.tag, existing.notes = tag, notes
-        existing.save(update_fields=["tag", "notes"])
+        # A new publish of a failed release: its attempts count from zero again.
+        existing.tag, existing.notes, existing.requested_by = tag, notes, by
+        existing.heartbeat_at, existing.publish_attempts = timezone.now(), 0
+        existing.save(update_fields=["tag", "notes", "requested_by", "heartbeat_at", "publish_attempts"])
         return release_transition(release=existing, to_status=ReleaseStatus.PUBLISHING, actor=by)
     try:
         with transaction.atomic():
-            return Release.objects.create(tag=tag, run=run, notes=notes)
+            return Release.objects.create(tag=tag, run=run, notes=notes, requested_by=by, heartbeat_at=timezone.now())
     except IntegrityError as exc:  # a concurrent publish of this run, or of this tag, came first
         raise ValidationError(f"Run {run.pk} or tag {tag} was just released by someone else.", code="dup") from exc
 
@@ -133,7 +143,31 @@ class _Staged:
     sums: str
 
 
-def _copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
+class _ClaimLost(Exception):
+    """A newer attempt took the release over (or it left `publishing`): this copy stops, installing nothing."""
+
+
+@dataclass
+class _Heartbeat:
+    """Called as a copy goes; writes the release's heartbeat at most every `every_s` seconds."""
+
+    release_id: int
+    attempt: int
+    every_s: float
+    _last: float = field(default_factory=time.monotonic)
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last < self.every_s:
+            return
+        self._last = time.monotonic()
+        alive = Release.objects.filter(
+            pk=self.release_id, status=ReleaseStatus.PUBLISHING, publish_attempts=self.attempt
+        ).update(heartbeat_at=timezone.now())
+        if not alive:
+            raise _ClaimLost(f"Release {self.release_id}: attempt {self.attempt} was taken over.")
+
+
+def _copy_hashed(src: Path, dst: Path, *, beat: Callable[[], None]) -> tuple[int, str]:
     """Copy in 1 MiB chunks, hashing on the way: one read of each byte."""
     digest, size = hashlib.sha256(), 0
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -142,14 +176,15 @@ def _copy_hashed(src: Path, dst: Path) -> tuple[int, str]:
             digest.update(chunk)
             writer.write(chunk)
             size += len(chunk)
+            beat()
     return size, digest.hexdigest()
 
 
-def _copy_export(*, source: Path, target: Path, prefix: str) -> dict[str, tuple[int, str]]:
+def _copy_export(*, source: Path, target: Path, prefix: str, beat: Callable[[], None]) -> dict[str, tuple[int, str]]:
     copied = {}
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         relative = path.relative_to(source).as_posix()
-        copied[f"{prefix}/{relative}"] = _copy_hashed(path, target / relative)
+        copied[f"{prefix}/{relative}"] = _copy_hashed(path, target / relative, beat=beat)
     # The trainer wrote SHA256SUMS for each export; a mismatch means a damaged export or copy.
     if (source / SUMS).is_file():
         for line in (source / SUMS).read_text(encoding="utf-8").splitlines():
@@ -159,7 +194,7 @@ def _copy_export(*, source: Path, target: Path, prefix: str) -> dict[str, tuple[
     return copied
 
 
-def _release_stage(*, release: Release, run: TrainingRun, folder: Path) -> _Staged:
+def _release_stage(*, release: Release, run: TrainingRun, folder: Path, beat: Callable[[], None]) -> _Staged:
     export = Path(settings.ARTIFACT_ROOT) / run.run_dir / "export"
     if not run.run_dir or not (export / "merged").is_dir():
         raise ValidationError(f"Run {run.pk} has no exported checkpoint (export/merged).", code="no_export")
@@ -167,7 +202,7 @@ def _release_stage(*, release: Release, run: TrainingRun, folder: Path) -> _Stag
     files: dict[str, tuple[int, str]] = {}
     for name in EXPORTS:
         if (export / name).is_dir():
-            files |= _copy_export(source=export / name, target=folder / name, prefix=name)
+            files |= _copy_export(source=export / name, target=folder / name, prefix=name, beat=beat)
     card = release_model_card(release=release, run=run, exports=[n for n in EXPORTS if (folder / n).is_dir()])
     (folder / CARD).write_text(card, encoding="utf-8")
     files[CARD] = (len(card.encode("utf-8")), hashlib.sha256(card.encode("utf-8")).hexdigest())
@@ -178,10 +213,12 @@ def _release_stage(*, release: Release, run: TrainingRun, folder: Path) -> _Stag
 
 
 @transaction.atomic
-def _release_install(*, release: Release, staged: _Staged, by: User | None) -> Release:
+def _release_install(*, release: Release, staged: _Staged, by: User | None, attempt: int) -> Release:
     locked = Release.objects.select_for_update().get(pk=release.pk)
     if locked.status != ReleaseStatus.PUBLISHING:
         raise ValidationError(f"Release {locked.tag} is {locked.status}; it is no longer being published.")
+    if locked.publish_attempts != attempt:
+        raise _ClaimLost(f"Release {locked.tag}: attempt {attempt} was taken over by {locked.publish_attempts}.")
     final = Path(settings.ARTIFACT_ROOT) / "releases" / locked.tag
     if final.exists():
         # Left by an attempt that failed after the move; that release was never published.
@@ -296,33 +333,84 @@ def release_request(*, run: TrainingRun, by: User, tag: str | None = None, overr
     return release
 
 
+@transaction.atomic
+def _release_copy_claim(*, release_id: int) -> int | None:
+    """Start copy attempt N of a `publishing` release (None when it is not): the newest attempt owns it."""
+    locked = Release.objects.select_for_update().get(pk=release_id)
+    if locked.status != ReleaseStatus.PUBLISHING:
+        return None
+    locked.publish_attempts += 1
+    locked.heartbeat_at = timezone.now()
+    locked.save(update_fields=["publish_attempts", "heartbeat_at"])
+    return locked.publish_attempts
+
+
 def release_copy_files(*, release_id: int, by_id: int | None) -> Release:
     """Copy, install and publish a claimed release (the task's body); safe to run twice.
 
-    A release that is no longer `publishing` is returned as it is. Two copies
-    running at once each stage their own folder; the row lock lets one install.
+    A release that is no longer `publishing` is returned as it is. Each run claims
+    a new attempt and stages into a fresh folder (leftovers of killed attempts are
+    removed first); only the newest attempt may install, under the row lock.
     """
+    attempt = _release_copy_claim(release_id=release_id)
+    if attempt is None:
+        return Release.objects.get(pk=release_id)
     release = Release.objects.select_related("run").get(pk=release_id)
-    if release.status != ReleaseStatus.PUBLISHING:
-        return release
     by = User.objects.filter(pk=by_id).first() if by_id else None
-    staging = Path(settings.ARTIFACT_ROOT) / "releases" / f".{release.tag}.staging-{uuid.uuid4().hex[:8]}"
+    releases_root = Path(settings.ARTIFACT_ROOT) / "releases"
+    # A killed copy never reached its `finally`. An older copy still running loses its claim anyway.
+    for leftover in releases_root.glob(f".{release.tag}.staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = releases_root / f".{release.tag}.staging-{attempt}"
+    beat = _Heartbeat(release_id=release_id, attempt=attempt,
+                      every_s=min(10.0, settings.RELEASE_PUBLISH_TIMEOUT_SECONDS / 10))
     try:
-        staged = _release_stage(release=release, run=release.run, folder=staging)
-        return _release_install(release=release, staged=staged, by=by)
+        staged = _release_stage(release=release, run=release.run, folder=staging, beat=beat)
+        return _release_install(release=release, staged=staged, by=by, attempt=attempt)
+    except _ClaimLost:
+        return Release.objects.get(pk=release_id)
     except Exception as exc:
-        if not _release_fail(release=release, error=exc):
-            return Release.objects.get(pk=release_id)  # another copy published it first
+        if not _release_fail(release=release, error=exc, attempt=attempt):
+            return Release.objects.get(pk=release_id)  # another copy published it or took it over
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def release_requeue_stale(*, release_id: int) -> str:
+    """The sweeper's move for a `publishing` release whose copy went silent.
+
+    Returns "requeued" (a new attempt is queued after commit), "failed" (its
+    attempts are spent; the reason is in the notes) or "" (nothing to do: it moved on or beat again).
+    """
+    from releases.tasks import publish_release  # tasks import these services
+
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().get(pk=release_id)
+        if locked.status != ReleaseStatus.PUBLISHING or not release_publish_is_stale(release=locked):
+            return ""
+        if locked.publish_attempts >= settings.RELEASE_PUBLISH_MAX_ATTEMPTS:
+            locked.notes = (
+                f"{locked.notes}\nPublishing failed: {locked.publish_attempts} copy attempt(s) stopped without "
+                f"finishing (no heartbeat for {settings.RELEASE_PUBLISH_TIMEOUT_SECONDS} s; the worker was "
+                f"probably killed). Publish the run again to retry."
+            )[:5000].strip()
+            locked.save(update_fields=["notes"])
+            release_transition(release=locked, to_status=ReleaseStatus.FAILED, actor=None)
+            return "failed"
+        # Fresh again, so the next sweep waits a whole timeout for the queued attempt to start.
+        locked.heartbeat_at = timezone.now()
+        locked.save(update_fields=["heartbeat_at"])
+        by_id = locked.requested_by_id
+    transaction.on_commit(lambda: publish_release.delay(release_id, by_id))
+    return "requeued"
+
+
 @transaction.atomic
-def _release_fail(*, release: Release, error: Exception) -> bool:
-    """Record the failure; False when the release is no longer being published (nothing to record)."""
+def _release_fail(*, release: Release, error: Exception, attempt: int) -> bool:
+    """Record the failure; False when this attempt no longer owns a `publishing` release (nothing to record)."""
     locked = Release.objects.select_for_update().get(pk=release.pk)
-    if locked.status != ReleaseStatus.PUBLISHING:
+    if locked.status != ReleaseStatus.PUBLISHING or locked.publish_attempts != attempt:
         return False
     locked.notes = f"{locked.notes}\nPublishing failed: {error!r}"[:5000].strip()
     locked.save(update_fields=["notes"])

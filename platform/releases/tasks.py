@@ -1,6 +1,7 @@
-"""Celery task of releases, on the `default` queue: copy a claimed release's files and publish it.
+"""Celery tasks of releases, on the `default` queue: copy a claimed release's files and publish it,
+and (beat) take over releases whose copy died.
 
-It takes ids and is safe to run twice (`releases.services.release_copy_files`).
+They take ids and are safe to run twice (`releases.services.release_copy_files`).
 """
 
 import logging
@@ -8,7 +9,8 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from releases.services import release_copy_files
+from releases.selectors import release_ids_stale
+from releases.services import release_copy_files, release_requeue_stale
 
 logger = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError)
@@ -20,3 +22,10 @@ def publish_release(release_id: int, by_id: int | None) -> dict[str, object]:
     release = release_copy_files(release_id=release_id, by_id=by_id)
     logger.info("release %s is %s", release.tag, release.status)
     return {"release_id": release.pk, "tag": release.tag, "status": release.status}
+
+
+@shared_task(name="releases.tasks.sweep_stale_publishing", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def sweep_stale_publishing() -> dict[str, int]:
+    """Periodic (beat): queue again the releases stuck in `publishing`, or fail those out of attempts."""
+    outcomes = [release_requeue_stale(release_id=release_id) for release_id in release_ids_stale()]
+    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed")}

@@ -168,3 +168,50 @@ def test_votes_count_once_per_person_and_only_on_accepted(
     assert case_unvote(case=case, user=contributor) is False
     case.refresh_from_db()
     assert case.vote_count == 1
+
+
+def _waiting_for_an_example(make_case: Callable, maintainer: User) -> FeedbackCase:
+    from intake.selectors import EXAMPLE_PLACEHOLDERS
+
+    # What GitHub intake stores for a request without an example: the placeholder, and needs-info.
+    case = make_case(expected_output=next(iter(EXAMPLE_PLACEHOLDERS)))
+    return case_transition(case=case, to_status=CaseStatus.NEEDS_INFO, actor=maintainer, note="Add an example.")
+
+
+def test_a_case_whose_expected_output_is_a_placeholder_cannot_be_accepted(
+    make_case: Callable, maintainer: User
+) -> None:
+    case = _waiting_for_an_example(make_case, maintainer)
+    with pytest.raises(ValidationError, match="expected output is still missing") as info:
+        case_transition(case=case, to_status=CaseStatus.ACCEPTED, actor=maintainer)
+    assert info.value.error_list[0].code == "example_missing"
+    case.refresh_from_db()
+    assert case.status == CaseStatus.NEEDS_INFO
+    assert not CaseEvent.objects.filter(case=case, to_status=CaseStatus.ACCEPTED).exists()
+    # Rejecting it stays possible.
+    rejected = case_transition(case=case, to_status=CaseStatus.REJECTED, actor=maintainer, note="Stale.")
+    assert rejected.status == CaseStatus.REJECTED
+
+
+def test_bulk_accept_refuses_the_whole_selection_when_one_case_lacks_its_example(
+    make_case: Callable, maintainer: User
+) -> None:
+    ready = make_case()
+    waiting = _waiting_for_an_example(make_case, maintainer)
+    with pytest.raises(ValidationError) as info:
+        cases_bulk_transition(case_ids=[ready.pk, waiting.pk], to_status=CaseStatus.ACCEPTED, actor=maintainer)
+    assert info.value.messages == [
+        f"Case #{waiting.pk} cannot be accepted: its expected output is still missing (a placeholder). "
+        "Add a real example, or ask for one (needs info)."
+    ]
+    assert not FeedbackCase.objects.filter(status=CaseStatus.ACCEPTED).exists()
+
+
+def test_the_placeholder_intake_refuses_is_the_one_github_intake_stores() -> None:
+    from ghsync.services.items import EXAMPLE_NEEDED
+    from intake.selectors import EXAMPLE_PLACEHOLDERS, case_has_training_example
+
+    assert EXAMPLE_NEEDED in EXAMPLE_PLACEHOLDERS
+    assert not case_has_training_example(FeedbackCase(expected_output=f"  {EXAMPLE_NEEDED}\n"))
+    assert not case_has_training_example(FeedbackCase(expected_output=" \n"))
+    assert case_has_training_example(FeedbackCase(expected_output="3 + 5 = 8，8 − 2 = 6。"))

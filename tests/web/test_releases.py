@@ -188,3 +188,127 @@ def test_withdrawn_releases_leave_the_public_list(publishable: Callable, maintai
     assert withdrawn.status == ReleaseStatus.WITHDRAWN and "licence problem" in withdrawn.notes
     assert list(releases_for_case(case=case)) == []
     assert (release_abspath(release=withdrawn) / "SHA256SUMS").is_file()  # files are kept for audit
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL mid-copy: no `except Exception` sees it, so nothing marks the release failed."""
+
+
+def _publish_killed_mid_copy(*, run: TrainingRun, maintainer: User, monkeypatch) -> Release:
+    from releases import services
+    from releases.services import release_request
+
+    real_copy = services._copy_hashed
+
+    def copy_then_die(src: Path, dst: Path, *, beat: Callable[[], None]) -> tuple[int, str]:
+        real_copy(src, dst, beat=beat)
+        raise _Killed
+
+    monkeypatch.setattr("releases.tasks.publish_release.delay", lambda *args: None)
+    release = release_request(run=run, by=maintainer, tag="v1")
+    monkeypatch.setattr(services, "_copy_hashed", copy_then_die)
+    with pytest.raises(_Killed):
+        services.release_copy_files(release_id=release.pk, by_id=maintainer.pk)
+    monkeypatch.setattr(services, "_copy_hashed", real_copy)
+    return Release.objects.get(pk=release.pk)
+
+
+def _go_silent(release: Release, settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # The copy's worker is gone: its last heartbeat is older than the timeout.
+    late = timezone.now() - timedelta(seconds=settings.RELEASE_PUBLISH_TIMEOUT_SECONDS + 1)
+    Release.objects.filter(pk=release.pk).update(heartbeat_at=late)
+
+
+def test_a_publish_killed_mid_copy_is_taken_over_by_the_sweeper(
+    publishable: Callable, maintainer: User, settings, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    from releases.tasks import publish_release, sweep_stale_publishing
+
+    release = _publish_killed_mid_copy(run=publishable(), maintainer=maintainer, monkeypatch=monkeypatch)
+    assert release.status == ReleaseStatus.PUBLISHING and release.publish_attempts == 1
+    releases_root = settings.ARTIFACT_ROOT / "releases"
+    # SIGKILL runs no `finally`: a half-written staging folder stays behind.
+    (releases_root / ".v1.staging-1" / "merged").mkdir(parents=True)
+    (releases_root / ".v1.staging-1" / "merged" / "model.safetensors").write_bytes(b"half")
+    sent: list[tuple] = []
+    monkeypatch.setattr(publish_release, "delay", lambda *args: sent.append(args))
+    # Within the timeout the copy may still be alive: nothing is taken over.
+    assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 0} and sent == []
+    _go_silent(release, settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stale_publishing.run() == {"requeued": 1, "failed": 0}
+    assert sent == [(release.pk, maintainer.pk)]
+    # Queued again, it is not swept twice while the new attempt gets going.
+    assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 0}
+    assert publish_release.run(*sent[0])["status"] == ReleaseStatus.PUBLISHED
+    assert publish_release.run(*sent[0])["status"] == ReleaseStatus.PUBLISHED  # safe to run twice
+    release.refresh_from_db()
+    assert release.publish_attempts == 2 and release.published_by == maintainer
+    folder = release_abspath(release=release)
+    assert [p.name for p in releases_root.iterdir()] == ["v1"]
+    assert verify_sha256sums(folder) == [] and verify_sha256sums(folder / "merged") == []
+    assert {c.status for c in FeedbackCase.objects.all()} == {CaseStatus.RELEASED}
+
+
+def test_a_publish_that_keeps_dying_is_failed_with_the_reason_and_can_be_retried(
+    publishable: Callable, maintainer: User, settings, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    from releases.tasks import publish_release, sweep_stale_publishing
+
+    settings.RELEASE_PUBLISH_MAX_ATTEMPTS = 2
+    run = publishable()
+    release = _publish_killed_mid_copy(run=run, maintainer=maintainer, monkeypatch=monkeypatch)
+    sent: list[tuple] = []
+    monkeypatch.setattr(publish_release, "delay", lambda *args: sent.append(args))
+    _go_silent(release, settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stale_publishing.run() == {"requeued": 1, "failed": 0}
+    from releases.services import _release_copy_claim
+
+    assert _release_copy_claim(release_id=release.pk) == 2  # the second attempt starts, then dies silently too
+    _go_silent(release, settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 1}
+    assert len(sent) == 1
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.FAILED
+    assert "2 copy attempt(s) stopped without finishing" in release.notes and "Publish the run again" in release.notes
+    assert {c.status for c in FeedbackCase.objects.all()} == {CaseStatus.IN_BATCH}
+    # A maintainer publishes again: the attempts count afresh.
+    assert release_publish(run=run, by=maintainer, tag="v1").status == ReleaseStatus.PUBLISHED
+
+
+def test_an_older_copy_taken_over_mid_way_installs_nothing(
+    publishable: Callable, maintainer: User, monkeypatch
+) -> None:
+    from releases import services
+    from releases.services import release_request
+
+    monkeypatch.setattr("releases.tasks.publish_release.delay", lambda *args: None)
+    release = release_request(run=publishable(), by=maintainer, tag="v1")
+    real_copy = services._copy_hashed
+    taken_over: list[int | None] = []
+
+    def copy_while_a_newer_attempt_claims(src: Path, dst: Path, *, beat: Callable[[], None]) -> tuple[int, str]:
+        if not taken_over:  # the sweeper requeued it and another worker's copy claimed it
+            taken_over.append(services._release_copy_claim(release_id=release.pk))
+        return real_copy(src, dst, beat=beat)
+
+    monkeypatch.setattr(services, "_copy_hashed", copy_while_a_newer_attempt_claims)
+    stale = services.release_copy_files(release_id=release.pk, by_id=maintainer.pk)
+    assert taken_over == [2]
+    assert stale.status == ReleaseStatus.PUBLISHING and not ReleaseFile.objects.exists()
+    assert "Publishing failed" not in stale.notes
+    monkeypatch.setattr(services, "_copy_hashed", real_copy)
+    assert services.release_copy_files(release_id=release.pk, by_id=maintainer.pk).status == ReleaseStatus.PUBLISHED
+
+
+def test_the_release_sweeper_is_on_the_beat_schedule() -> None:
+    from django.conf import settings
+
+    entries = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "releases.tasks.sweep_stale_publishing" in entries

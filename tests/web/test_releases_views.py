@@ -153,6 +153,28 @@ def test_submitters_see_which_release_addressed_their_case(release: Release, cli
     assert '<span class="status status-released" id="case-status">released</span>' in page
 
 
+def test_my_cases_links_the_release_that_addressed_each_case_in_constant_queries(
+    release: Release, client_for: Callable, make_case: Callable
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    author = FeedbackCase.objects.first().author
+    client = client_for(author)
+    link = f'<a href="{reverse("releases:detail", args=[release.tag])}">{release.tag}</a>'
+    with CaptureQueriesContext(connection) as few:
+        page = client.get(reverse("intake:my_cases")).content.decode()
+    released = FeedbackCase.objects.filter(author=author).count()
+    assert released >= 2 and page.count(link) == released
+    for _ in range(5):
+        make_case(author=author)
+    with CaptureQueriesContext(connection) as more:
+        page = client.get(reverse("intake:my_cases")).content.decode()
+    # Five more rows, no more queries (one query finds the releases of the whole page); the new cases have none.
+    assert page.count(link) == released and page.count('<tr>') == released + 5 + 1
+    assert len(more.captured_queries) == len(few.captured_queries)
+
+
 @pytest.fixture
 def sent(monkeypatch) -> list[tuple[int, int]]:
     from releases import tasks

@@ -80,7 +80,8 @@ def test_every_filter_pages_by_index_without_scanning_or_sorting(
         assert len(page.cases) == 50 or filters.q
         sql = queries.captured_queries[0]["sql"]
         plan = _plan(sql)
-        assert "Seq Scan" not in plan, plan
+        # The cases table is what grows; a tiny joined table (authors) may be scanned.
+        assert "Seq Scan on intake_feedbackcase" not in plan, plan
         assert "Sort" not in plan or "Bitmap" in plan, plan
 
 

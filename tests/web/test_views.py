@@ -113,6 +113,23 @@ def test_maintainer_triages_from_the_case_page(make_case: Callable, maintainer: 
     assert (case.status, case.status_reason) == ("needs-info", "请补充模型版本")
 
 
+def test_triage_pages_refuse_to_accept_a_case_still_waiting_for_its_example(
+    make_case: Callable, maintainer: User, client_for: Callable
+) -> None:
+    from intake.selectors import EXAMPLE_PLACEHOLDERS
+
+    waiting = make_case(expected_output=next(iter(EXAMPLE_PLACEHOLDERS)))
+    ready = make_case()
+    client = client_for(maintainer)
+    page = client.post(f"/cases/{waiting.pk}/triage/", {"action": "accept", "note": ""}, follow=True)
+    assert "expected output is still missing" in page.content.decode()
+    page = client.post(
+        "/triage/bulk/", {"case_ids": [ready.pk, waiting.pk], "action": "accept", "query": ""}, follow=True
+    )
+    assert f"Nothing was changed: Case #{waiting.pk} cannot be accepted" in page.content.decode()
+    assert not FeedbackCase.objects.filter(status="accepted").exists()
+
+
 def test_author_answers_an_info_request(
     make_case: Callable, maintainer: User, contributor: User, client_for: Callable
 ) -> None:

@@ -210,6 +210,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.sweep_stale",
         "schedule": env_int("COTRAIN_RUN_SWEEP_SECONDS", 60),
     },
+    # ... and releases whose publish copy went silent (queued again, or failed after a few attempts).
+    "releases-sweep-stale": {
+        "task": "releases.tasks.sweep_stale_publishing",
+        "schedule": env_int("COTRAIN_RELEASE_SWEEP_SECONDS", 60),
+    },
     "ghsync-sync-all": {"task": "ghsync.tasks.sync_all_sources", "schedule": 60 * env_int("GITHUB_SYNC_MINUTES", 15)},
     # The co-training plan collects the previous month's requests on the 6th: a draft batch to review.
     "curation-monthly-batch": {
@@ -245,6 +250,12 @@ EVAL_SEQ_LEN = env_int("COTRAIN_EVAL_SEQ_LEN", 512)
 # or its loss rises by more than this fraction of the base model's loss.
 EVAL_GENERAL_MAX_CHRF_DROP = env_float("COTRAIN_EVAL_GENERAL_MAX_CHRF_DROP", 2.0)
 EVAL_GENERAL_MAX_LOSS_INCREASE = env_float("COTRAIN_EVAL_GENERAL_MAX_LOSS_INCREASE", 0.05)
+
+# Releases (releases app). A `publishing` release whose copy has not written a
+# heartbeat for this long is taken over by a new attempt ...
+RELEASE_PUBLISH_TIMEOUT_SECONDS = env_int("COTRAIN_RELEASE_PUBLISH_TIMEOUT", 900)
+# ... until this many attempts have been started; then it is marked failed (a maintainer may publish again).
+RELEASE_PUBLISH_MAX_ATTEMPTS = env_int("COTRAIN_RELEASE_PUBLISH_MAX_ATTEMPTS", 3)
 CELERY_TASK_ALWAYS_EAGER = False
 
 LOGGING = {

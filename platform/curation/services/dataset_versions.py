@@ -26,10 +26,11 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from curation.models import DatasetBatch, DatasetVersion, DatasetVersionStatus
-from curation.selectors import dataset_rows_for_batch, dataset_version_abspath
+from curation.selectors import case_pk_for_row, dataset_rows_for_batch, dataset_version_abspath
 from curation.services.transitions import dataset_version_transition
 
-# Share of each scenario's cases held out for evaluation (at least one when it has two or more).
+# Share of each scenario's cases held out for evaluation (at least one when it has two or more);
+# a case's example pairs are never split between train and eval.
 EVAL_FRACTION = 0.2
 SPLITS = ("train", "eval")
 COLUMNS = {
@@ -63,29 +64,47 @@ def dataset_content_hash(*, splits: dict[str, list[dict[str, Any]]]) -> str:
 Rows = list[dict[str, Any]]
 
 
-def dataset_split(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
-    """Deterministic train/eval split, seeded by content: the same rows always split the same way.
+def _row_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(row)).hexdigest()
 
-    Within each scenario rows are ordered by the sha256 of their content and the
-    first ones go to eval, so every scenario with two or more cases is represented
-    in eval and keeps at least one case in train. If no scenario has two cases,
-    the lowest-hashed row overall goes to eval so that neither split is empty.
-    """
-    by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+def _case_groups(rows: Rows) -> list[Rows]:
+    """The rows grouped by case (`case-12`, `case-12-ex2`, ...); a row of no case is a group of its own."""
+    groups: dict[str, Rows] = defaultdict(list)
     for row in rows:
-        by_scenario[row["scenario"]].append(row)
-    train: list[dict[str, Any]] = []
-    held_out: list[dict[str, Any]] = []
+        case_pk = case_pk_for_row(row_id=str(row["id"]))
+        groups[f"case-{case_pk}" if case_pk is not None else f"row:{row['id']}"].append(row)
+    return [sorted(group, key=lambda row: row["id"]) for group in groups.values()]
+
+
+def dataset_split(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
+    """Deterministic train/eval split by case, seeded by content: the same rows always split the same way.
+
+    All the rows of one case (its example pairs) go to the same side, so eval never
+    holds an example of a case that was trained on. Within each scenario the cases
+    are ordered by the sha256 of their first row and the first ones go to eval, so
+    every scenario with two or more cases is represented in eval and keeps at least
+    one case in train. If no scenario has two cases, the lowest-hashed case overall
+    goes to eval so that neither split is empty.
+    """
+    by_scenario: dict[str, list[Rows]] = defaultdict(list)
+    for group in _case_groups(rows):
+        by_scenario[group[0]["scenario"]].append(group)
+    train: list[Rows] = []
+    held_out: list[Rows] = []
     for scenario in sorted(by_scenario):
-        group = sorted(by_scenario[scenario], key=lambda row: hashlib.sha256(_canonical(row)).hexdigest())
-        k = 0 if len(group) < 2 else min(len(group) - 1, max(1, round(len(group) * eval_fraction)))
-        held_out += group[:k]
-        train += group[k:]
+        cases = sorted(by_scenario[scenario], key=lambda group: _row_hash(group[0]))
+        k = 0 if len(cases) < 2 else min(len(cases) - 1, max(1, round(len(cases) * eval_fraction)))
+        held_out += cases[:k]
+        train += cases[k:]
     if not held_out and len(train) >= 2:
-        first = min(train, key=lambda row: hashlib.sha256(_canonical(row)).hexdigest())
+        first = min(train, key=lambda group: _row_hash(group[0]))
         train.remove(first)
         held_out.append(first)
-    return {"train": sorted(train, key=lambda r: r["id"]), "eval": sorted(held_out, key=lambda r: r["id"])}
+    return {
+        "train": sorted((row for group in train for row in group), key=lambda r: r["id"]),
+        "eval": sorted((row for group in held_out for row in group), key=lambda r: r["id"]),
+    }
 
 
 def _file_sha256(path: Path) -> str:

@@ -12,7 +12,6 @@ the same two steps so that a comment is posted at most once:
    first, and found rather than posted again.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from curation.selectors import case_examples, case_pk_for_row
 from ghsync.client import MARKER_PREFIX, GithubClient
 from ghsync.models import CommentKind, CommentStatus, GithubItem, GithubSource, ItemKind, OutgoingComment
 from intake.models import CaseSource, CaseStatus, FeedbackCase
@@ -160,14 +160,14 @@ def _release_url(release: Any) -> str:
     return f"{settings.SITE_URL}{path}"
 
 
-def _per_case(release: Any) -> dict[int, dict[str, Any]]:
-    """Evaluation rows by case id (`trainer/evaluate.py` compare rows, ids `case-<pk>`)."""
+def _per_case(release: Any) -> dict[str, dict[str, Any]]:
+    """Evaluation rows of cases by row id (`trainer/evaluate.py` compare rows, ids `case-<pk>`, `case-<pk>-ex<n>`)."""
     evaluation = getattr(release.run, "evaluation", None) if release.run_id else None
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for row in getattr(evaluation, "per_case", None) or []:
-        match = re.fullmatch(r"case-(\d+)", str(row.get("id", ""))) if isinstance(row, dict) else None
-        if match:
-            rows[int(match.group(1))] = row
+        row_id = str(row.get("id", "")) if isinstance(row, dict) else ""
+        if case_pk_for_row(row_id=row_id) is not None:
+            rows[row_id] = row
     return rows
 
 
@@ -176,32 +176,43 @@ def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _case_lines(case: FeedbackCase, row: dict[str, Any] | None) -> list[str]:
-    lines = [
-        f"**{case.scenario}** — {case.source_url}",
-        "",
-        f"- 输入 Input: {_clip(case.prompt)}",
-        f"- 期望输出 Expected: {_clip(case.expected_output)}",
-    ]
-    if row is None:
+def _case_lines(case: FeedbackCase, rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The case's examples; for each one the release was evaluated on, its answers before and after."""
+    examples = case_examples(case=case)
+    evaluated = [(number, example) for number, example in enumerate(examples, start=1) if example[0] in rows]
+    lines = [f"**{case.scenario}** — {case.source_url}"]
+    if not evaluated:
+        _row_id, prompt, expected = examples[0]
+        lines += ["", f"- 输入 Input: {_clip(prompt)}", f"- 期望输出 Expected: {_clip(expected)}"]
+        if len(examples) > 1:
+            lines.append(f"- 另有 {len(examples) - 1} 个示例 (and {len(examples) - 1} more examples)")
         lines.append("- 本例用于训练，未单独评测 (used for training; not in the held-out evaluation)")
         return lines
-    base, tuned = row.get("base") or {}, row.get("tuned") or {}
-    lines += [
-        f"- 发布前 Before: {_clip(str(base.get('prediction', '')))} (chrF {base.get('chrf', 0):.1f})",
-        f"- 发布后 After: {_clip(str(tuned.get('prediction', '')))} (chrF {tuned.get('chrf', 0):.1f})",
-    ]
+    for number, (row_id, prompt, expected) in evaluated:
+        base, tuned = rows[row_id].get("base") or {}, rows[row_id].get("tuned") or {}
+        lines += ["", f"示例 {number} / Example {number}:"] if len(examples) > 1 else [""]
+        lines += [
+            f"- 输入 Input: {_clip(prompt)}",
+            f"- 期望输出 Expected: {_clip(expected)}",
+            f"- 发布前 Before: {_clip(str(base.get('prediction', '')))} (chrF {base.get('chrf', 0):.1f})",
+            f"- 发布后 After: {_clip(str(tuned.get('prediction', '')))} (chrF {tuned.get('chrf', 0):.1f})",
+        ]
+    if len(evaluated) < len(examples):
+        others = len(examples) - len(evaluated)
+        lines.append(f"- 其余 {others} 个示例未单独评测 (the other {others} examples were not evaluated)")
     return lines
 
 
-def _report_body(*, release: Any, cases: list[FeedbackCase], rows: dict[int, dict[str, Any]], mention: str) -> str:
+def _report_body(
+    *, release: Any, cases: list[FeedbackCase], rows: dict[str, dict[str, Any]], mention: str
+) -> str:
     head = (
         f"{mention}您提交的共训需求已包含在新版本 **{release.tag}** 中：{_release_url(release)}\n\n"
         f"Your co-training request is included in release **{release.tag}**: {_release_url(release)}\n"
     )
     parts = [head]
     for case in cases:
-        parts.append("\n".join(_case_lines(case, rows.get(case.pk))))
+        parts.append("\n".join(_case_lines(case, rows)))
     parts.append(
         "感谢参与！如果效果仍不理想，欢迎继续反馈。 Thank you — if it still falls short, please tell us again."
     )

@@ -24,7 +24,8 @@ from ghsync import parsing
 from ghsync.client import MARKER_PREFIX
 from ghsync.models import GithubItem, GithubSource, ItemKind, ItemState
 from ghsync.services.sources import source_host_prefix
-from intake.models import SCENARIO_MAX, TEXT_MAX, CaseSource, CaseStatus, FeedbackCase
+from intake.models import EXTRA_EXAMPLES_MAX, SCENARIO_MAX, TEXT_MAX, CaseSource, CaseStatus, FeedbackCase
+from intake.selectors import EXAMPLE_PLACEHOLDER
 from intake.services import (
     CaseImport,
     CaseInput,
@@ -37,7 +38,7 @@ from intake.services import (
 MAINTAINER_ASSOCIATIONS = {"OWNER", "MEMBER", "COLLABORATOR"}
 # A case needs an input and an expected output; a request that has none yet keeps its
 # own text as the input and this as the output until the requester adds an example.
-EXAMPLE_NEEDED = "（待补充：请提供期望输出示例）(example needed: the expected output is missing)"
+EXAMPLE_NEEDED = EXAMPLE_PLACEHOLDER
 NO_SCENARIO = "未注明场景 (scenario not given)"
 NEEDS_INFO_NOTE = "No input/output example was found in the GitHub post; waiting for one."
 # Cases in these statuses are in a batch or a release: their content is frozen.
@@ -113,6 +114,10 @@ def case_input_for(*, parsed: parsing.ParsedRequest, body: str, title: str, cons
         language=parsed.language or parsing.detect_language(f"{scenario}\n{examples_text or body}"),
         model_version=parsed.model_version,
         license_consent=consent,
+        # Every further complete pair is trained on too (a numbered list of 输入/输出).
+        extra_examples=tuple(
+            (_clip(e.input, TEXT_MAX), _clip(e.output, TEXT_MAX)) for e in complete[1 : 1 + EXTRA_EXAMPLES_MAX]
+        ),
     )
     return data, bool(complete)
 
@@ -321,8 +326,11 @@ def _case_update(*, item: GithubItem, data: CaseInput, complete: bool) -> Outcom
     if case.status in FROZEN or case.status == CaseStatus.WITHDRAWN:
         return Outcome("skipped", item.external_id, f"edited on GitHub, but the case is {case.status}", login)
     if not complete:
-        # Keep the last good example: an edit that drops it is noted, not applied.
-        data = CaseInput(**{**data.__dict__, "prompt": case.prompt, "expected_output": case.expected_output})
+        # Keep the last good examples: an edit that drops them is noted, not applied.
+        kept = tuple((pair["input"], pair["output"]) for pair in case.extra_examples)
+        data = CaseInput(
+            **{**data.__dict__, "prompt": case.prompt, "expected_output": case.expected_output, "extra_examples": kept}
+        )
     changed = case_update_from_source(case=case, data=data, note=f"Edited on GitHub: {item.html_url}")
     if complete and case.status == CaseStatus.NEEDS_INFO:
         case_transition(
