@@ -67,6 +67,11 @@ def _check_types(record: dict[str, object]) -> None:
     tags = record.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise ValidationError("Field 'tags' must be a list of strings.")
+    extras = record.get("extra_examples", [])
+    if not isinstance(extras, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("input"), str) and isinstance(e.get("output"), str) for e in extras
+    ):
+        raise ValidationError("Field 'extra_examples' must be a list of {\"input\": str, \"output\": str} objects.")
     if not isinstance(record.get("license_consent", True), bool):
         raise ValidationError("Field 'license_consent' must be true or false.")
     for name, choices in (("source", CaseSource), ("status", CaseStatus), ("language", CaseLanguage)):
@@ -90,6 +95,7 @@ def _parse_record(*, line: int, record: dict[str, object]) -> ParsedRecord:
         tags=tuple(record.get("tags", [])),  # type: ignore[arg-type]
         model_version=str(record.get("model_version", "")),
         license_consent=bool(record.get("license_consent", True)),
+        extra_examples=tuple((e["input"], e["output"]) for e in record.get("extra_examples", [])),  # type: ignore[union-attr]
     )
     content_key = "\x1f".join([str(record["source"]), str(record.get("source_url", "")), data.scenario, data.prompt])
     uid = str(record.get("uid") or uuid.uuid5(UID_NAMESPACE, content_key))
@@ -122,6 +128,7 @@ def _validate_content(parsed: ParsedRecord) -> None:
         prompt=parsed.data.prompt,
         bad_output=parsed.data.bad_output,
         expected_output=parsed.data.expected_output,
+        extra_examples=parsed.data.extra_example_records(),
         language=parsed.data.language,
         tags=list(parsed.data.tags),
         model_version=parsed.data.model_version,

@@ -147,6 +147,7 @@ def case_to_record(*, case: FeedbackCase) -> dict[str, object]:
         "prompt": case.prompt,
         "bad_output": case.bad_output,
         "expected_output": case.expected_output,
+        "extra_examples": list(case.extra_examples),
         "language": case.language,
         "tags": list(case.tags),
         "model_version": case.model_version,

@@ -79,3 +79,29 @@ def test_bad_lines_are_reported_by_number_and_nothing_is_imported(
         assert f"line {number}:" in err and text in err.split(f"line {number}:")[1].splitlines()[0]
     assert "line 1:" not in err
     assert FeedbackCase.objects.count() == 0
+
+
+def test_extra_examples_survive_export_and_import_and_bad_ones_are_reported(
+    make_case: Callable, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    original = make_case()
+    FeedbackCase.objects.filter(pk=original.pk).update(
+        extra_examples=[{"input": "2024年1月15日", "output": "2024-01-15"}])
+    out = tmp_path / "cases.jsonl"
+    call_command("export_cases", "--output", str(out))
+    record = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert record["extra_examples"] == [{"input": "2024年1月15日", "output": "2024-01-15"}]
+    FeedbackCase.objects.all().delete()
+    call_command("import_cases", str(out))
+    assert FeedbackCase.objects.get().extra_examples == record["extra_examples"]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([
+        json.dumps({**record, "uid": "", "extra_examples": [{"input": "x"}]}, ensure_ascii=False),
+        json.dumps({**record, "uid": "", "extra_examples": [{"input": "x", "output": ""}]}, ensure_ascii=False),
+    ]), encoding="utf-8")
+    with pytest.raises(CommandError, match="2 bad line"):
+        call_command("import_cases", str(bad))
+    err = capsys.readouterr().err
+    assert "line 1" in err and "extra_examples" in err and "line 2" in err
+    assert FeedbackCase.objects.count() == 1
