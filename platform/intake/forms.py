@@ -44,17 +44,7 @@ class CaseForm(forms.ModelForm):
         return tags
 
     def to_input(self) -> CaseInput:
-        data = self.cleaned_data
-        return CaseInput(
-            scenario=data["scenario"],
-            prompt=data["prompt"],
-            bad_output=data.get("bad_output", ""),
-            expected_output=data["expected_output"],
-            language=data["language"],
-            tags=tuple(data["tags_text"]),
-            model_version=data.get("model_version", ""),
-            license_consent=data["license_consent"],
-        )
+        return CaseInput.from_cleaned(self.cleaned_data, tags=self.cleaned_data["tags_text"])
 
 
 TRIAGE_ACTIONS = {

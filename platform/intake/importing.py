@@ -124,14 +124,7 @@ def _validate_content(parsed: ParsedRecord) -> None:
     if not parsed.data.license_consent:
         raise ValidationError("The case has no consent to the data license (license_consent is false).")
     case = FeedbackCase(
-        scenario=parsed.data.scenario,
-        prompt=parsed.data.prompt,
-        bad_output=parsed.data.bad_output,
-        expected_output=parsed.data.expected_output,
-        extra_examples=parsed.data.extra_example_records(),
-        language=parsed.data.language,
-        tags=list(parsed.data.tags),
-        model_version=parsed.data.model_version,
+        **parsed.data.case_fields(),
         source=parsed.source,
         source_url=parsed.source_url,
         external_id=parsed.external_id,

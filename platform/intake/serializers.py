@@ -62,17 +62,7 @@ class CaseSubmitSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def to_case_input(self) -> CaseInput:
-        data = self.validated_data
-        return CaseInput(
-            scenario=data["scenario"],
-            prompt=data["prompt"],
-            bad_output=data.get("bad_output", ""),
-            expected_output=data["expected_output"],
-            language=data["language"],
-            tags=tuple(data["tags"]),
-            model_version=data.get("model_version", ""),
-            license_consent=data["license_consent"],
-        )
+        return CaseInput.from_cleaned(self.validated_data, tags=self.validated_data["tags"])
 
 
 class CaseSerializer(serializers.ModelSerializer):

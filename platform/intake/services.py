@@ -4,6 +4,9 @@
 the API, commands and (later) Celery tasks all call it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,6 +61,24 @@ class CaseInput:
     def extra_example_records(self) -> list[dict[str, str]]:
         """`extra_examples` as `FeedbackCase.extra_examples` stores them."""
         return [{"input": text, "output": output} for text, output in self.extra_examples]
+
+    def case_fields(self) -> dict[str, Any]:
+        """The `FeedbackCase` fields this content fills (one mapping for every write path)."""
+        return {
+            "scenario": self.scenario, "prompt": self.prompt, "bad_output": self.bad_output,
+            "expected_output": self.expected_output, "extra_examples": self.extra_example_records(),
+            "language": self.language, "tags": list(self.tags), "model_version": self.model_version,
+            "license_consent": self.license_consent,
+        }  # fmt: skip
+
+    @classmethod
+    def from_cleaned(cls, data: Mapping[str, Any], *, tags: Sequence[str]) -> CaseInput:
+        """From a form's `cleaned_data` or a serializer's `validated_data`."""
+        return cls(
+            scenario=data["scenario"], prompt=data["prompt"], bad_output=data.get("bad_output", ""),
+            expected_output=data["expected_output"], language=data["language"], tags=tuple(tags),
+            model_version=data.get("model_version", ""), license_consent=data["license_consent"],
+        )  # fmt: skip
 
 
 def _search_text(case: FeedbackCase) -> str:
@@ -206,15 +227,7 @@ def case_create(
         source=source,
         source_url=source_url,
         external_id=external_id,
-        scenario=data.scenario,
-        prompt=data.prompt,
-        bad_output=data.bad_output,
-        expected_output=data.expected_output,
-        extra_examples=data.extra_example_records(),
-        language=data.language,
-        tags=list(data.tags),
-        model_version=data.model_version,
-        license_consent=data.license_consent,
+        **data.case_fields(),
         created_at=timezone.now(),
     )
     _validated_case(case=case).save()
@@ -247,15 +260,7 @@ def case_import(
         source=source,
         source_url=source_url,
         external_id=external_id,
-        scenario=data.scenario,
-        prompt=data.prompt,
-        bad_output=data.bad_output,
-        expected_output=data.expected_output,
-        extra_examples=data.extra_example_records(),
-        language=data.language,
-        tags=list(data.tags),
-        model_version=data.model_version,
-        license_consent=data.license_consent,
+        **data.case_fields(),
         status=status,
         status_reason=status_reason,
         created_at=created_at,
@@ -382,10 +387,7 @@ def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | Valid
         data = record.data
         case = FeedbackCase(
             uid=record.uid, source=record.source, source_url=record.source_url, external_id=record.external_id,
-            author_name=record.author_name, scenario=data.scenario, prompt=data.prompt, bad_output=data.bad_output,
-            expected_output=data.expected_output, extra_examples=data.extra_example_records(),
-            language=data.language, tags=list(data.tags),
-            model_version=data.model_version, license_consent=data.license_consent, status=record.status,
+            author_name=record.author_name, **data.case_fields(), status=record.status,
             status_reason=record.status_reason, created_at=record.created_at,
         )  # fmt: skip
         try:
