@@ -8,7 +8,6 @@ are skipped, so importing a file twice changes nothing.
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -17,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from intake.models import CaseLanguage, CaseSource, CaseStatus, FeedbackCase
-from intake.services import CaseInput, case_import
+from intake.services import CaseImport, CaseInput, case_import
 
 # Records without a uid (written by hand or by another tool) get one derived from
 # their content, so that importing them twice is still a no-op.
@@ -33,20 +32,6 @@ class CaseImportError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
-
-
-@dataclass(frozen=True)
-class ParsedRecord:
-    line: int
-    uid: str
-    data: CaseInput
-    source: str
-    source_url: str
-    external_id: str
-    status: str
-    status_reason: str
-    author_name: str
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -79,7 +64,7 @@ def _check_types(record: dict[str, object]) -> None:
             raise ValidationError(f"Field {name!r} must be one of {', '.join(choices.values)}; got {record[name]!r}.")
 
 
-def _parse_record(*, line: int, record: dict[str, object]) -> ParsedRecord:
+def _parse_record(*, record: dict[str, object]) -> CaseImport:
     _check_types(record)
     created_at = parse_datetime(str(record["created_at"]))
     if created_at is None:
@@ -103,8 +88,7 @@ def _parse_record(*, line: int, record: dict[str, object]) -> ParsedRecord:
         uuid.UUID(uid)
     except ValueError as exc:
         raise ValidationError(f"Field 'uid' is not a UUID: {uid!r}.") from exc
-    parsed = ParsedRecord(
-        line=line,
+    parsed = CaseImport(
         uid=uid,
         data=data,
         source=str(record["source"]),
@@ -119,19 +103,11 @@ def _parse_record(*, line: int, record: dict[str, object]) -> ParsedRecord:
     return parsed
 
 
-def _validate_content(parsed: ParsedRecord) -> None:
+def _validate_content(parsed: CaseImport) -> None:
     """Run the model's own validators on an unsaved case, so import accepts what the form accepts."""
     if not parsed.data.license_consent:
         raise ValidationError("The case has no consent to the data license (license_consent is false).")
-    case = FeedbackCase(
-        **parsed.data.case_fields(),
-        source=parsed.source,
-        source_url=parsed.source_url,
-        external_id=parsed.external_id,
-        status=parsed.status,
-        status_reason=parsed.status_reason,
-        created_at=parsed.created_at,
-    )
+    case = parsed.new_case()
     case.full_clean(exclude=["author", "duplicate_of", "uid"], validate_unique=False, validate_constraints=False)
 
 
@@ -143,12 +119,12 @@ def _format_error(line: int, exc: ValidationError) -> str:
     return f"line {line}: {details}"
 
 
-def records_parse(*, records: list[tuple[int, object]]) -> list[ParsedRecord]:
+def records_parse(*, records: list[tuple[int, object]]) -> list[CaseImport]:
     """Parse every record; raise CaseImportError listing every bad line, or return them all."""
     parsed, errors = [], []
     for line, record in records:
         try:
-            parsed.append(_parse_record(line=line, record=record))  # type: ignore[arg-type]
+            parsed.append(_parse_record(record=record))  # type: ignore[arg-type]
         except ValidationError as exc:
             errors.append(_format_error(line, exc))
     if errors:
@@ -156,7 +132,7 @@ def records_parse(*, records: list[tuple[int, object]]) -> list[ParsedRecord]:
     return parsed
 
 
-def _already_have(parsed: ParsedRecord) -> bool:
+def _already_have(parsed: CaseImport) -> bool:
     if FeedbackCase.objects.filter(uid=parsed.uid).exists():
         return True
     return (
@@ -178,17 +154,6 @@ def cases_import_records(*, records: list[tuple[int, object]]) -> ImportResult:
             skipped += 1
             continue
         seen.add(parsed.uid)
-        case_import(
-            uid=parsed.uid,
-            data=parsed.data,
-            source=parsed.source,
-            source_url=parsed.source_url,
-            external_id=parsed.external_id,
-            status=parsed.status,
-            status_reason=parsed.status_reason,
-            author=authors.get(parsed.author_name),
-            author_name=parsed.author_name,
-            created_at=parsed.created_at,
-        )
+        case_import(record=parsed, author=authors.get(parsed.author_name))
         created += 1
     return ImportResult(created=created, skipped=skipped)

@@ -235,38 +235,38 @@ def case_create(
     return case
 
 
+@dataclass(frozen=True)
+class CaseImport:
+    """One case to create as it was recorded elsewhere (an export line, a GitHub request)."""
+
+    uid: str
+    data: CaseInput
+    source: str
+    source_url: str
+    external_id: str
+    status: str
+    status_reason: str
+    author_name: str
+    created_at: datetime
+
+    def new_case(self, *, author: User | None = None) -> FeedbackCase:
+        """The unsaved case this record describes."""
+        return FeedbackCase(
+            uid=self.uid, author=author, author_name=self.author_name, source=self.source,
+            source_url=self.source_url, external_id=self.external_id, **self.data.case_fields(),
+            status=self.status, status_reason=self.status_reason, created_at=self.created_at,
+        )  # fmt: skip
+
+
 @transaction.atomic
-def case_import(
-    *,
-    uid: str,
-    data: CaseInput,
-    source: str,
-    source_url: str,
-    external_id: str,
-    status: str,
-    status_reason: str,
-    author: User | None,
-    author_name: str,
-    created_at: datetime,
-) -> tuple[FeedbackCase, bool]:
-    """Create a case from an export line unless its uid is known; returns (case, created)."""
-    existing = FeedbackCase.objects.filter(uid=uid).first()
+def case_import(*, record: CaseImport, author: User | None) -> tuple[FeedbackCase, bool]:
+    """Create a case from a record unless its uid is known; returns (case, created)."""
+    existing = FeedbackCase.objects.filter(uid=record.uid).first()
     if existing is not None:
         return existing, False
-    case = FeedbackCase(
-        uid=uid,
-        author=author,
-        author_name=author_name,
-        source=source,
-        source_url=source_url,
-        external_id=external_id,
-        **data.case_fields(),
-        status=status,
-        status_reason=status_reason,
-        created_at=created_at,
-    )
-    _validated_case(case=case).save()
-    CaseEvent.objects.create(case=case, action="imported", to_status=status, note=status_reason)
+    case = _validated_case(case=record.new_case(author=author))
+    case.save()
+    CaseEvent.objects.create(case=case, action="imported", to_status=record.status, note=record.status_reason)
     return case, True
 
 
@@ -352,21 +352,6 @@ def cases_set_priority(*, priorities: dict[int, int]) -> int:
     )
 
 
-@dataclass(frozen=True)
-class CaseImport:
-    """One case to create with `cases_import_many` (what `case_import` takes, as a record)."""
-
-    uid: str
-    data: CaseInput
-    source: str
-    source_url: str
-    external_id: str
-    status: str
-    status_reason: str
-    author_name: str
-    created_at: datetime
-
-
 @transaction.atomic
 def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | ValidationError]:
     """Create many cases in a few statements (a page of GitHub requests); one result per record, in order.
@@ -384,12 +369,7 @@ def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | Valid
         if record.uid in existing:
             results.append(existing[record.uid])
             continue
-        data = record.data
-        case = FeedbackCase(
-            uid=record.uid, source=record.source, source_url=record.source_url, external_id=record.external_id,
-            author_name=record.author_name, **data.case_fields(), status=record.status,
-            status_reason=record.status_reason, created_at=record.created_at,
-        )  # fmt: skip
+        case = record.new_case()
         try:
             if not case.license_consent:
                 raise ValidationError({"license_consent": "No consent to the data license."})

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import random_model
 
 from trainer.checkpoint import load_model, save_model
 from trainer.config import YuanConfig, preset
@@ -33,19 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def tiny_config(tied: bool) -> YuanConfig:
     return dataclasses.replace(preset("yuan2_tiny"), tie_word_embeddings=tied, initializer_range=0.1)
-
-
-def random_model(config: YuanConfig, seed: int) -> YuanForCausalLM:
-    model = YuanForCausalLM(config)
-    model.init_weights(seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-            elif name.endswith("norm.weight"):
-                p.copy_(1.0 + torch.randn(p.shape, generator=gen) * 0.2)
-    return model.eval()
 
 
 def release(folder: Path, tied: bool, seed: int = 0) -> Path:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from reference_yuan import reference_logits
 from safetensors.torch import save_file
+from tiny_models import random_model
 
 from trainer.checkpoint import load_model, save_model
 from trainer.config import YuanConfig, preset
@@ -28,20 +29,6 @@ def tiny_config(tied: bool = True, **changes) -> YuanConfig:
     # A larger initialisation than the default so attention is far from uniform
     # and a wrong q/k layout shows up in the logits.
     return dataclasses.replace(preset("yuan2_tiny"), tie_word_embeddings=tied, initializer_range=0.1, **changes)
-
-
-def random_model(config: YuanConfig, seed: int = 0) -> YuanForCausalLM:
-    """Random weights, with biases and norm weights moved off their trivial 0 and 1."""
-    model = YuanForCausalLM(config)
-    model.init_weights(seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1000)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-            elif name.endswith("norm.weight"):
-                p.copy_(1.0 + torch.randn(p.shape, generator=gen) * 0.2)
-    return model.eval()
 
 
 def full_state(model: YuanForCausalLM) -> dict[str, torch.Tensor]:

@@ -268,17 +268,9 @@ def items_upsert_many(
 def _create_many(*, reads: dict[int, _Read]) -> dict[int, Outcome | ValidationError]:
     requests = {index: read for index, read in reads.items() if not read.skip and read.data is not None}
     records = [
-        CaseImport(
-            uid=str(uuid.uuid5(UID_NAMESPACE, read.external_id)),
-            data=read.data,
-            source=CaseSource.GITHUB,
-            source_url=read.fields["html_url"],
-            external_id=read.external_id,
-            status=CaseStatus.NEW if read.complete else CaseStatus.NEEDS_INFO,
-            status_reason="" if read.complete else NEEDS_INFO_NOTE,
-            author_name=read.login,
-            created_at=read.fields["github_created_at"],
-        )
+        _import_record(external_id=read.external_id, data=read.data, complete=read.complete,
+                       source_url=read.fields["html_url"], login=read.login,
+                       created_at=read.fields["github_created_at"])
         for read in requests.values()
         if read.data is not None
     ]
@@ -302,22 +294,22 @@ def _create_many(*, reads: dict[int, _Read]) -> dict[int, Outcome | ValidationEr
     return outcomes
 
 
-def _case_create(*, item: GithubItem, data: CaseInput, complete: bool, source_url: str) -> FeedbackCase:
+def _import_record(*, external_id: str, data: CaseInput, complete: bool, source_url: str, login: str,
+                   created_at: datetime) -> CaseImport:
     # The uid is derived from the external id: even a case made by an earlier,
     # interrupted sync (item row lost, case kept) is found again, not duplicated.
-    case, _created = case_import(
-        uid=str(uuid.uuid5(UID_NAMESPACE, item.external_id)),
-        data=data,
-        source=CaseSource.GITHUB,
-        source_url=source_url,
-        external_id=item.external_id,
+    return CaseImport(
+        uid=str(uuid.uuid5(UID_NAMESPACE, external_id)), data=data, source=CaseSource.GITHUB,
+        source_url=source_url, external_id=external_id,
         status=CaseStatus.NEW if complete else CaseStatus.NEEDS_INFO,
-        status_reason="" if complete else NEEDS_INFO_NOTE,
-        author=None,
-        author_name=item.author_login,
-        created_at=item.github_created_at,
-    )
-    return case
+        status_reason="" if complete else NEEDS_INFO_NOTE, author_name=login, created_at=created_at,
+    )  # fmt: skip
+
+
+def _case_create(*, item: GithubItem, data: CaseInput, complete: bool, source_url: str) -> FeedbackCase:
+    record = _import_record(external_id=item.external_id, data=data, complete=complete, source_url=source_url,
+                            login=item.author_login, created_at=item.github_created_at)
+    return case_import(record=record, author=None)[0]
 
 
 def _case_update(*, item: GithubItem, data: CaseInput, complete: bool) -> Outcome:
