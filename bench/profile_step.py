@@ -2,8 +2,10 @@
 
     python3 bench/profile_step.py --row ours_lora [--seq 4096 --batch 2]
 
-Prints the kernels with the most GPU time and their share of the step; writes a
-Chrome trace with `--trace PATH`. Uses the same model builds as train_throughput.py.
+Prints the kernels with the most GPU time and their share of the step; with
+`--by-shape`, also the operators (matrix products, attention, custom ops) by input
+shapes with the GPU time of the kernels they launched; writes a Chrome trace with
+`--trace PATH`. Uses the same model builds as train_throughput.py.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--by-shape", action="store_true")
     parser.add_argument("--trace")
     args = parser.parse_args()
 
@@ -47,7 +50,8 @@ def main() -> None:
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.by_shape else [])
+    with profile(activities=activities, record_shapes=args.by_shape) as prof:
         for _ in range(2):
             step()
         torch.cuda.synchronize()
@@ -58,6 +62,14 @@ def main() -> None:
     for e in sorted(events, key=lambda e: -e.self_device_time_total)[: args.top]:
         print(f"{e.self_device_time_total / 2 / 1000:9.2f} ms {100 * e.self_device_time_total / total:5.1f}%  "
               f"x{e.count // 2:<5} {e.key[:110]}")
+    if args.by_shape:
+        ops = [e for e in prof.key_averages(group_by_input_shape=True)
+               if e.device_time_total > 0 and (e.key.startswith(("aten::mm", "aten::addmm", "aten::bmm", "cotrain::"))
+                                              or "attention" in e.key)]
+        print("\noperators by input shapes (GPU time of their kernels, per step)")
+        for e in sorted(ops, key=lambda e: -e.device_time_total)[: args.top]:
+            shapes = str(e.input_shapes)[:120]
+            print(f"{e.device_time_total / 2 / 1000:9.2f} ms x{e.count // 2:<5} {e.key[:40]:<40} {shapes}")
     if args.trace:
         prof.export_chrome_trace(args.trace)
 

@@ -8,6 +8,11 @@ baseline_lora (peft r=16 on all linear layers), ours_full, ours_lora, ours_no_lf
 (our model with LFA removed, to price LFA), plus ours_full at sequence 8192 for
 memory, and batched generation tokens/s at batch 1 and 32.
 
+A row may name a variant after a colon, to price a choice in the same run:
+`ours_full:default_sdpa` (PyTorch's default attention backend order instead of
+cuDNN first), `ours_lora:cd_tuning` (inductor's coordinate-descent tuning of
+the generated kernels).
+
 MFU counts 6N + 6·L·H·S FLOPs per token for full fine-tunes and 4N + 6·L·H·S for
 LoRA (frozen weights get no weight gradient), N without the embedding lookup,
 against 790 TFLOP/s (a large bf16 GEMM on an H100).
@@ -16,6 +21,7 @@ against 790 TFLOP/s (a large bf16 GEMM on an H100).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -31,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from baseline_model import BaselineYuan  # noqa: E402
 
+import trainer.model  # noqa: E402
 from trainer.config import preset  # noqa: E402
 from trainer.lora import wrap_lora  # noqa: E402
 from trainer.model import DecoderLayer, YuanForCausalLM  # noqa: E402
@@ -38,6 +45,9 @@ from trainer.runconfig import LoraSection  # noqa: E402
 
 PEAK_FLOPS = 790e12
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+VARIANTS = ("default_sdpa", "cd_tuning")
 
 
 class _NoLFA(nn.Module):
@@ -56,7 +66,8 @@ def _init_fast(model: nn.Module) -> None:
                 p.normal_(0.0, 0.02)
 
 
-def build(name: str, cfg, device: torch.device) -> nn.Module:
+def build(row: str, cfg, device: torch.device) -> nn.Module:
+    name = row.partition(":")[0]
     with torch.device(device):
         model = BaselineYuan(cfg) if name.startswith("baseline") else YuanForCausalLM(cfg)
     _init_fast(model)
@@ -77,7 +88,24 @@ def build(name: str, cfg, device: torch.device) -> nn.Module:
     return model
 
 
-def step_fn(name: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor):
+@contextlib.contextmanager
+def _variant(row: str):
+    """Apply a row's variant while it is built, compiled (first steps) and measured."""
+    variant = row.partition(":")[2]
+    if variant and variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+    inductor = torch._inductor.config
+    saved = trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning
+    trainer.model.CAUSAL_SDPA_BACKENDS = None if variant == "default_sdpa" else saved[0]
+    inductor.coordinate_descent_tuning = variant == "cd_tuning" or saved[1]
+    try:
+        yield
+    finally:
+        trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning = saved
+
+
+def step_fn(row: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor):
+    name = row.partition(":")[0]
     if name.startswith("baseline"):
         return lambda: model(ids, targets)
     segments = None
@@ -88,6 +116,11 @@ def step_fn(name: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tenso
 
 
 def measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
+    with _variant(name):
+        return _measure(name, cfg, seq, batch, steps, warmup, device)
+
+
+def _measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = build(name, cfg, device)
@@ -114,7 +147,8 @@ def measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, devic
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     tokens_per_s = steps * batch * seq / elapsed
     n = _n_params(cfg)
-    per_token = (4 if name.endswith("lora") else 6) * n + 6 * cfg.num_hidden_layers * cfg.hidden_size * seq
+    weight_passes = 4 if name.partition(":")[0].endswith("lora") else 6
+    per_token = weight_passes * n + 6 * cfg.num_hidden_layers * cfg.hidden_size * seq
     row = {"name": name, "tokens_per_s": round(tokens_per_s, 1), "mfu": round(tokens_per_s * per_token / PEAK_FLOPS, 4),
            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2), "seq": seq, "batch": batch,
            "final_loss": round(float(loss.detach()), 4)}
@@ -132,7 +166,8 @@ def _n_params(cfg) -> int:
     return total if cfg.tie_word_embeddings else total - model.model.embed_tokens.weight.numel()
 
 
-def measure_generation(cfg, device: torch.device, batch: int, prompt_len: int, new_tokens: int) -> dict:
+def measure_generation(cfg, device: torch.device, batch: int, prompt_len: int, new_tokens: int,
+                       repeats: int = 3) -> dict:
     from trainer.generation import SamplingConfig, generate
 
     with torch.device(device):
@@ -143,17 +178,23 @@ def measure_generation(cfg, device: torch.device, batch: int, prompt_len: int, n
     sampling = SamplingConfig(max_new_tokens=new_tokens)
     # An end-of-document id the model never produces, so every row runs to the budget.
     eod = cfg.vocab_size
-    generate(model, prompts[:1], eod_id=eod, sampling=SamplingConfig(max_new_tokens=4))
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = generate(model, prompts, eod_id=eod, sampling=sampling, batch_size=batch)
-    torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    produced = sum(len(o) for o in out)
+    # One untimed call of the same shape first (allocator, cuBLAS handles, kernel
+    # selection), then the median of timed repeats: a single cold call was seen
+    # to vary several-fold between runs.
+    generate(model, prompts, eod_id=eod, sampling=sampling, batch_size=batch)
+    rates = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = generate(model, prompts, eod_id=eod, sampling=sampling, batch_size=batch)
+        torch.cuda.synchronize()
+        rates.append(sum(len(o) for o in out) / (time.perf_counter() - start))
     del model
     torch.cuda.empty_cache()
-    return {"name": f"generate_batch{batch}", "tokens_per_s": round(produced / elapsed, 1),
-            "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens}
+    rates.sort()
+    return {"name": f"generate_batch{batch}", "tokens_per_s": round(rates[len(rates) // 2], 1),
+            "tokens_per_s_min": round(rates[0], 1), "tokens_per_s_max": round(rates[-1], 1),
+            "repeats": repeats, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens}
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ gloo, so the two-process tests exercise the same code as the GPU workers.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from datetime import timedelta
 
@@ -55,17 +56,38 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool) -> None:
-    """FSDP2: shard each decoder layer, then the root (embedding, final norm, head)."""
+def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool,
+                reshard_after_forward: bool | None = None) -> None:
+    """FSDP2: shard each decoder layer, then the root (embedding, final norm, head).
+
+    Each layer prefetches the next one's parameters (forward) and the previous
+    one's (backward), so the all-gathers run under the current layer's compute.
+    `reshard_after_forward` None picks: on a GPU whose memory holds the whole
+    gathered model eight times over, layers stay gathered from forward to backward
+    (one all-gather per layer and step instead of two); otherwise they reshard.
+    """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
     kwargs = {"mp_policy": mp} if mp is not None else {}
+    if reshard_after_forward is None:
+        reshard_after_forward = not _fits_gathered(model, torch.bfloat16 if bf16 else None)
     layers = [m for m in model.modules() if isinstance(m, layer_type)]
     for i, layer in enumerate(layers):
         # The last layer's parameters are needed again at once by backward: keep them.
-        fully_shard(layer, reshard_after_forward=i < len(layers) - 1, **kwargs)
+        fully_shard(layer, reshard_after_forward=reshard_after_forward and i < len(layers) - 1, **kwargs)
     fully_shard(model, **kwargs)
+    for before, after in itertools.pairwise(layers):
+        before.set_modules_to_forward_prefetch([after])
+        after.set_modules_to_backward_prefetch([before])
+
+
+def _fits_gathered(model: nn.Module, dtype: torch.dtype | None) -> bool:
+    params = list(model.parameters())
+    if not params or params[0].device.type != "cuda":
+        return False
+    size = sum(p.numel() * (dtype.itemsize if dtype is not None else p.element_size()) for p in params)
+    return 8 * size <= torch.cuda.get_device_properties(params[0].device).total_memory
 
 
 def all_reduce_sum(value: torch.Tensor, world: World) -> torch.Tensor:

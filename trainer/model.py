@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from torch.utils.checkpoint import checkpoint
 
@@ -35,6 +36,11 @@ from torch.utils.checkpoint import checkpoint
 IGNORE_INDEX = -100
 #: Target rows sent through the output head at once (bounds the float32 logits alive).
 _LOSS_CHUNK = 4096
+#: SDPA backends for unpacked causal attention on GPUs, in priority order (None: PyTorch's
+#: default order). cuDNN's fused attention is the fastest at Yuan's head size on an H100
+#: (bench/attention_backends.py, docs/perf.md); the others stay as fallbacks.
+CAUSAL_SDPA_BACKENDS: list[SDPBackend] | None = [
+    SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclasses.dataclass
@@ -231,12 +237,19 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         if ctx.mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = _causal_attention(q, k, v)
         elif isinstance(ctx.mask, BlockMask):
             out = _flex_attention()(q, k, v, block_mask=ctx.mask)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, h))
+
+
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if not q.is_cuda or CAUSAL_SDPA_BACKENDS is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with sdpa_kernel(CAUSAL_SDPA_BACKENDS, set_priority=True):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
 @functools.cache
