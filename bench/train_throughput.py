@@ -11,7 +11,8 @@ memory, and batched generation tokens/s at batch 1 and 32.
 A row may name a variant after a colon, to price a choice in the same run:
 `ours_full:default_sdpa` (PyTorch's default attention backend order instead of
 cuDNN first), `ours_lora:cd_tuning` (inductor's coordinate-descent tuning of
-the generated kernels).
+the generated kernels), `ours_lora:max_autotune` (inductor's autotuned Triton GEMMs,
+which can fuse neighbouring elementwise work into the GEMM, against cuBLAS).
 
 MFU counts 6N + 6·L·H·S FLOPs per token for full fine-tunes and 4N + 6·L·H·S for
 LoRA (frozen weights get no weight gradient), N without the embedding lookup,
@@ -47,7 +48,7 @@ PEAK_FLOPS = 790e12
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-VARIANTS = ("default_sdpa", "cd_tuning")
+VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune")
 
 
 class _NoLFA(nn.Module):
@@ -95,13 +96,14 @@ def _variant(row: str):
     if variant and variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
     inductor = torch._inductor.config
-    saved = trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning
+    saved = trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning, inductor.max_autotune
     trainer.model.CAUSAL_SDPA_BACKENDS = None if variant == "default_sdpa" else saved[0]
     inductor.coordinate_descent_tuning = variant == "cd_tuning" or saved[1]
+    inductor.max_autotune = variant == "max_autotune" or saved[2]
     try:
         yield
     finally:
-        trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning = saved
+        trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning, inductor.max_autotune = saved
 
 
 def step_fn(row: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor):
