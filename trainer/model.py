@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any
 
 import torch
@@ -36,11 +37,15 @@ from torch.utils.checkpoint import checkpoint
 IGNORE_INDEX = -100
 #: Target rows sent through the output head at once (bounds the float32 logits alive).
 _LOSS_CHUNK = 4096
-#: SDPA backends for unpacked causal attention on GPUs, in priority order (None: PyTorch's
-#: default order). cuDNN's fused attention is the fastest at Yuan's head size on an H100
-#: (bench/attention_backends.py, docs/perf.md); the others stay as fallbacks.
+#: SDPA backends for unpacked causal attention on Hopper GPUs, in priority order (None:
+#: PyTorch's default order). cuDNN's fused attention is the fastest at Yuan's head size on
+#: an H100 (bench/attention_backends.py, docs/perf.md); the others stay as fallbacks. Other
+#: architectures keep PyTorch's order: that is where cuDNN attention has been seen to
+#: give silently wrong results, and where we have not measured it.
 CAUSAL_SDPA_BACKENDS: list[SDPBackend] | None = [
     SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+#: `sdpa_kernel(..., set_priority=)` is recent; without it, PyTorch's order it is.
+_SDPA_PRIORITY = "set_priority" in inspect.signature(sdpa_kernel).parameters
 
 
 @dataclasses.dataclass
@@ -237,7 +242,7 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         if ctx.mask is None:
-            out = _causal_attention(q, k, v)
+            out = _causal_attention(q, k, v, ctx.sdpa_backends)
         elif isinstance(ctx.mask, BlockMask):
             out = _flex_attention()(q, k, v, block_mask=ctx.mask)
         else:
@@ -245,11 +250,24 @@ class Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(b, s, h))
 
 
-def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    if not q.is_cuda or CAUSAL_SDPA_BACKENDS is None:
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      backends: list[SDPBackend] | None) -> torch.Tensor:
+    if backends is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    with sdpa_kernel(CAUSAL_SDPA_BACKENDS, set_priority=True):
+    with sdpa_kernel(backends, set_priority=True):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def _sdpa_backends(device: torch.device) -> list[SDPBackend] | None:
+    """The backend order for unpacked causal attention on this device (None: PyTorch's)."""
+    if device.type != "cuda" or CAUSAL_SDPA_BACKENDS is None or not _SDPA_PRIORITY:
+        return None
+    return CAUSAL_SDPA_BACKENDS if _is_hopper(device.index) else None
+
+
+@functools.cache
+def _is_hopper(index: int | None) -> bool:
+    return torch.cuda.get_device_capability(index) == (9, 0)
 
 
 @functools.cache
@@ -307,6 +325,7 @@ class _Context:
     mask: torch.Tensor | BlockMask | None
     cache: YuanCache | None
     memory_starts: torch.Tensor | None
+    sdpa_backends: list[SDPBackend] | None = None
 
 
 class YuanModel(nn.Module):
@@ -382,7 +401,7 @@ class YuanModel(nn.Module):
                 # starts a sequence when the older one is padding.
                 memory_starts = torch.stack((torch.ones_like(cache.lf_valid[:, 0]), ~cache.lf_valid[:, 0]), 1)
             cache.advance(valid, positions)
-        return _Context(starts, cos, sin, mask, cache, memory_starts)
+        return _Context(starts, cos, sin, mask, cache, memory_starts, _sdpa_backends(device))
 
 
 class YuanForCausalLM(nn.Module):

@@ -67,7 +67,7 @@ def test_celery_app_queues_routing_and_default_broker(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["filesystem://", "['default',", "'gpu']", "gpu", "default"]
+    assert result.stdout.split() == ["filesystem://localhost/", "['default',", "'gpu']", "gpu", "default"]
     assert (tmp_path / "celery-broker").is_dir()
     with_redis = subprocess.run(
         [sys.executable, "-c", code],

@@ -191,9 +191,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+# The host part means nothing to the filesystem transport; naming one keeps kombu
+# from warning "No hostname was supplied" whenever it prints the broker URL.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
-if CELERY_BROKER_URL == "filesystem://":
+if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport needs no server: one folder of message files
     # that the web process writes and the worker reads.
     _broker_dir = VAR_DIR / "celery-broker"
