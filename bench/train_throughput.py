@@ -12,7 +12,9 @@ A row may name a variant after a colon, to price a choice in the same run:
 `ours_full:default_sdpa` (PyTorch's default attention backend order instead of
 cuDNN first), `ours_lora:cd_tuning` (inductor's coordinate-descent tuning of
 the generated kernels), `ours_lora:max_autotune` (inductor's autotuned Triton GEMMs,
-which can fuse neighbouring elementwise work into the GEMM, against cuBLAS).
+which can fuse neighbouring elementwise work into the GEMM, against cuBLAS),
+`ours_full:scatter_ce` (the loss gradient as a scatter-add into the float32 softmax,
+as before 2026-11-28).
 
 MFU counts 6N + 6·L·H·S FLOPs per token for full fine-tunes and 4N + 6·L·H·S for
 LoRA (frozen weights get no weight gradient), N without the embedding lookup,
@@ -48,7 +50,17 @@ PEAK_FLOPS = 790e12
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune")
+VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune", "scatter_ce")
+
+
+def _scatter_ce_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor):
+    """The loss chunk's gradient as computed before 2026-11-28 (variant `scatter_ce`)."""
+    full = logits.float()
+    lse = torch.logsumexp(full, dim=-1)
+    loss = ((lse - full.gather(1, targets[:, None]).squeeze(1)) * weights).sum()
+    grad = (full - lse[:, None]).exp()
+    grad = grad.scatter_add(1, targets[:, None], grad.new_full((targets.shape[0], 1), -1.0))
+    return loss, (grad * weights[:, None]).to(logits.dtype)
 
 
 class _NoLFA(nn.Module):
@@ -100,10 +112,16 @@ def _variant(row: str):
     trainer.model.CAUSAL_SDPA_BACKENDS = None if variant == "default_sdpa" else saved[0]
     inductor.coordinate_descent_tuning = variant == "cd_tuning" or saved[1]
     inductor.max_autotune = variant == "max_autotune" or saved[2]
+    ce_grad = trainer.model._softmax_cross_entropy_grad
+    if variant == "scatter_ce":
+        trainer.model._softmax_cross_entropy_grad = _scatter_ce_grad
+    trainer.model._softmax_grad.cache_clear()
     try:
         yield
     finally:
         trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning, inductor.max_autotune = saved
+        trainer.model._softmax_cross_entropy_grad = ce_grad
+        trainer.model._softmax_grad.cache_clear()
 
 
 def step_fn(row: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor):

@@ -470,13 +470,20 @@ class YuanForCausalLM(nn.Module):
 
 def _softmax_cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ weight·CE of a chunk of logits (float32 maths), and its gradient in the logits' dtype."""
+    """Σ weight·CE of a chunk of logits (float32 maths), and its gradient in the logits' dtype.
+
+    The gradient is weight·softmax everywhere, written once in the logits' dtype, and
+    weight·(p - 1) put at the targets afterwards: a scatter-add into the full-width
+    float32 softmax instead kept it in memory between two kernels.
+    """
     full = logits.float()
     lse = torch.logsumexp(full, dim=-1)
-    loss = ((lse - full.gather(1, targets[:, None]).squeeze(1)) * weights).sum()
-    grad = (full - lse[:, None]).exp()
-    grad = grad.scatter_add(1, targets[:, None], grad.new_full((targets.shape[0], 1), -1.0))
-    return loss, (grad * weights[:, None]).to(logits.dtype)
+    target_logit = full.gather(1, targets[:, None]).squeeze(1)
+    loss = ((lse - target_logit) * weights).sum()
+    grad = ((full - lse[:, None]).exp() * weights[:, None]).to(logits.dtype)
+    at_target = ((target_logit - lse).exp() - 1.0) * weights
+    rows = torch.arange(targets.shape[0], device=targets.device)
+    return loss, grad.index_put((rows, targets), at_target.to(logits.dtype))
 
 
 @functools.cache
