@@ -2,7 +2,8 @@
 # Issue 6 figures on one multi-GPU host, run from the repo root: OUT=/tmp/perf scripts/gpu_perf.sh [phase]
 #   phase "main" (default): bench/train_throughput.py (all rows, variants, generation) and
 #     scripts/gpu_parity.py on GPU 0, while GPUs 1-2 run the 1- and 2-GPU scaling rows;
-#   phase "wide": the scaling rows on every GPU of the host (needs the whole host).
+#     (the scaling rows of that phase share the host with the throughput rows: report "wide"'s);
+#   phase "wide": the scaling rows alone, one run at a time, on 1, 2 and all GPUs of the host.
 set -uo pipefail
 OUT=${OUT:-/tmp/perf}
 PHASE=${1:-main}
@@ -29,6 +30,8 @@ if [ "$PHASE" = main ]; then
   wait
   cat "$OUT/scaling.log"
 else
-  all=$(seq -s, 0 $((NGPU - 1)))
-  for recipe in mixed bf16; do scaling $recipe 0; scaling $recipe "$all"; done | tee "$OUT/scaling-wide.log"
+  sets="0"
+  [ "$NGPU" -ge 2 ] && sets="$sets 0,1"
+  [ "$NGPU" -ge 3 ] && sets="$sets $(seq -s, 0 $((NGPU - 1)))"
+  for recipe in mixed bf16; do for gpus in $sets; do scaling $recipe "$gpus"; done; done | tee "$OUT/scaling-wide.log"
 fi

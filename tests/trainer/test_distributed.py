@@ -79,7 +79,7 @@ def test_two_sharded_processes_train_like_one_unsharded(tmp_path: Path, reshard:
     assert result["weight_diff"] < 1e-3 * result["weight_moved"], result
 
 
-def test_models_on_cpu_reshard_after_forward() -> None:
+def test_without_a_gpu_layers_reshard_after_forward() -> None:
     # Keeping layers gathered is a GPU-memory trade; without a GPU the default stays resharding.
     from trainer.config import preset
 
