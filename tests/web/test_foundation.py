@@ -48,7 +48,7 @@ def test_embedded_default_is_sqlite_and_filesystem_broker(tmp_path: Path) -> Non
     engine, name, broker, artifacts = result.stdout.split()
     assert engine == "django.db.backends.sqlite3"
     assert name == str(tmp_path / "cotrain.sqlite3")
-    assert broker == "filesystem://"
+    assert broker == "filesystem://localhost/"
     assert artifacts == str(tmp_path / "artifacts")
 
 
