@@ -11,12 +11,11 @@ a wronger one.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from gpu_results import write_results
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
@@ -60,7 +59,8 @@ def main() -> None:
             rows.append({"name": backend.name.lower(), "error": str(exc).splitlines()[0][:200]})
             print(json.dumps(rows[-1]), flush=True)
             continue
-        err = [round(float((g.float() - r).abs().max() / r.abs().max()), 5) for g, r in zip(got, ref, strict=True)]
+        err = [round(float((g.detach().float() - r.detach()).abs().max() / r.detach().abs().max()), 5)
+               for g, r in zip(got, ref, strict=True)]
         for _ in range(3):
             _run(backend, q, k, v, grad)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -74,9 +74,8 @@ def main() -> None:
                      "rel_err_out_dq_dk_dv": err})
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        out = {"card": torch.cuda.get_device_name(), "torch": torch.__version__, "date": dt.date.today().isoformat(),
-               "shape": {"batch": args.batch, "heads": args.heads, "seq": args.seq, "dim": args.dim}, "rows": rows}
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_results(args.json, rows, shape={"batch": args.batch, "heads": args.heads, "seq": args.seq,
+                                              "dim": args.dim})
 
 
 if __name__ == "__main__":

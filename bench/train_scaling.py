@@ -16,7 +16,6 @@ One GPU never shards: the ratio is against the best one GPU does with the recipe
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gpu_results import write_results  # bench/ is the script's folder
 
 from trainer.config import preset
 from trainer.distributed import barrier, close_world, init_world, shard_model
@@ -42,7 +43,6 @@ def main() -> None:
     args = parser.parse_args()
 
     world = init_world()
-    torch._dynamo.config.cache_size_limit = 64
     cfg = preset("yuan2_2b")
     with torch.device(world.device):
         model = YuanForCausalLM(cfg)
@@ -82,9 +82,7 @@ def main() -> None:
                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
         print(json.dumps(row), flush=True)
         if args.json:
-            out = {"card": torch.cuda.get_device_name(), "torch": torch.__version__,
-                   "date": dt.date.today().isoformat(), "seq": args.seq, "batch": args.batch, "rows": [row]}
-            Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+            write_results(args.json, [row], seq=args.seq, batch=args.batch)
     close_world(world)
 
 

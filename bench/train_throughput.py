@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import json
 import sys
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from baseline_model import BaselineYuan  # noqa: E402
+from gpu_results import write_results  # noqa: E402
 
 import trainer.model  # noqa: E402
 from trainer.config import preset  # noqa: E402
@@ -254,10 +254,7 @@ def main() -> None:
         mfu = f"{r['mfu']:.1%}" if "mfu" in r else ""
         print(f"{r['name']:<22}{r['tokens_per_s']:>12,.0f}{mfu:>8}{r.get('peak_gib', ''):>10}")
     if args.json:
-        out = {"card": torch.cuda.get_device_name(), "torch": torch.__version__,
-               "date": dt.date.today().isoformat(), "seq": args.seq, "batch": args.batch, "rows": rows}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_results(args.json, rows, seq=args.seq, batch=args.batch)
 
 
 if __name__ == "__main__":

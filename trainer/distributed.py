@@ -71,7 +71,7 @@ def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool,
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
     kwargs = {"mp_policy": mp} if mp is not None else {}
     if reshard_after_forward is None:
-        reshard_after_forward = not _fits_gathered(model, torch.bfloat16 if bf16 else None)
+        reshard_after_forward = not fits_gathered(model, torch.bfloat16 if bf16 else None, _device_memory(model))
     layers = [m for m in model.modules() if isinstance(m, layer_type)]
     for i, layer in enumerate(layers):
         # The last layer's parameters are needed again at once by backward: keep them.
@@ -82,12 +82,19 @@ def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool,
         after.set_modules_to_backward_prefetch([before])
 
 
-def _fits_gathered(model: nn.Module, dtype: torch.dtype | None) -> bool:
-    params = list(model.parameters())
-    if not params or params[0].device.type != "cuda":
+def fits_gathered(model: nn.Module, dtype: torch.dtype | None, device_memory: int | None) -> bool:
+    """Whether eight copies of the whole model, in `dtype` (None: as stored), fit in `device_memory` bytes."""
+    if device_memory is None:
         return False
-    size = sum(p.numel() * (dtype.itemsize if dtype is not None else p.element_size()) for p in params)
-    return 8 * size <= torch.cuda.get_device_properties(params[0].device).total_memory
+    size = sum(p.numel() * (dtype.itemsize if dtype is not None else p.element_size()) for p in model.parameters())
+    return 8 * size <= device_memory
+
+
+def _device_memory(model: nn.Module) -> int | None:
+    param = next(model.parameters(), None)
+    if param is None or param.device.type != "cuda":
+        return None
+    return torch.cuda.get_device_properties(param.device).total_memory
 
 
 def all_reduce_sum(value: torch.Tensor, world: World) -> torch.Tensor:

@@ -36,6 +36,7 @@ from django.utils.text import slugify
 
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
+from cotrain_site.transitions import lock_for_transition
 from curation.models import DatasetBatch
 from curation.selectors import case_url
 from intake.models import CaseStatus
@@ -63,9 +64,8 @@ RELEASE_TRANSITIONS = {
 
 @transaction.atomic
 def release_transition(*, release: Release, to_status: str, actor: User | None) -> Release:
-    locked = Release.objects.select_for_update().get(pk=release.pk)
-    if (locked.status, to_status) not in RELEASE_TRANSITIONS:
-        raise ValidationError(f"Release {locked.tag} is {locked.status}; it cannot become {to_status}.")
+    locked = lock_for_transition(Release, pk=release.pk, to_status=to_status, allowed=RELEASE_TRANSITIONS,
+                                 label="Release {row.tag}")
     locked.status = to_status
     fields = ["status"]
     if to_status == ReleaseStatus.PUBLISHED:

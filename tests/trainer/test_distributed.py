@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from trainer.distributed import _fits_gathered
+from trainer.config import preset
+from trainer.distributed import fits_gathered
 from trainer.model import YuanForCausalLM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,8 +81,13 @@ def test_two_sharded_processes_train_like_one_unsharded(tmp_path: Path, reshard:
     assert result["weight_diff"] < 1e-3 * result["weight_moved"], result
 
 
-def test_without_a_gpu_layers_reshard_after_forward() -> None:
-    # Keeping layers gathered is a GPU-memory trade; without a GPU the default stays resharding.
-    from trainer.config import preset
-
-    assert not _fits_gathered(YuanForCausalLM(preset("yuan2_tiny")), None)
+def test_layers_stay_gathered_only_where_the_card_holds_the_model_eight_times() -> None:
+    with torch.device("meta"):
+        two_b = YuanForCausalLM(preset("yuan2_2b"))  # about 2.1B parameters: 4.2 GB in bf16, 8.4 GB in fp32
+    gib = 2**30
+    assert fits_gathered(two_b, torch.bfloat16, 80 * gib)
+    assert not fits_gathered(two_b, None, 40 * gib)  # stored as float32 and gathered as such
+    assert fits_gathered(two_b, None, 80 * gib)
+    assert not fits_gathered(two_b, torch.bfloat16, 24 * gib)
+    # Without a GPU (gloo on CPU) nothing says there is room: layers reshard.
+    assert not fits_gathered(two_b, torch.bfloat16, None)

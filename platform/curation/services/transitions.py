@@ -1,10 +1,10 @@
 """The one writer of `DatasetBatch.status` and `DatasetVersion.status`: check the move, lock, save."""
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from cotrain_site.transitions import lock_for_transition
 from curation.models import BatchStatus, DatasetBatch, DatasetVersion, DatasetVersionStatus
 
 BATCH_TRANSITIONS = {
@@ -23,9 +23,8 @@ VERSION_TRANSITIONS = {
 
 @transaction.atomic
 def batch_transition(*, batch: DatasetBatch, to_status: str, actor: User | None) -> DatasetBatch:
-    locked = DatasetBatch.objects.select_for_update().get(pk=batch.pk)
-    if (locked.status, to_status) not in BATCH_TRANSITIONS:
-        raise ValidationError(f"Batch {locked.name} is {locked.status}; it cannot become {to_status}.")
+    locked = lock_for_transition(DatasetBatch, pk=batch.pk, to_status=to_status, allowed=BATCH_TRANSITIONS,
+                                 label="Batch {row.name}")
     locked.status = to_status
     fields = ["status"]
     if to_status == BatchStatus.APPROVED:
@@ -37,9 +36,8 @@ def batch_transition(*, batch: DatasetBatch, to_status: str, actor: User | None)
 
 @transaction.atomic
 def dataset_version_transition(*, version: DatasetVersion, to_status: str, error: str = "") -> DatasetVersion:
-    locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
-    if (locked.status, to_status) not in VERSION_TRANSITIONS:
-        raise ValidationError(f"Dataset version {locked.pk} is {locked.status}; it cannot become {to_status}.")
+    locked = lock_for_transition(DatasetVersion, pk=version.pk, to_status=to_status, allowed=VERSION_TRANSITIONS,
+                                 label="Dataset version {row.pk}")
     locked.status, locked.error = to_status, error
     fields = ["status", "error"]
     if to_status == DatasetVersionStatus.READY:

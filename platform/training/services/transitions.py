@@ -1,9 +1,9 @@
 """The one transition function per model: every status change of runs and evaluations."""
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from cotrain_site.transitions import lock_for_transition
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
 R = RunStatus
@@ -42,9 +42,8 @@ EVALUATION_TRANSITIONS = {
 
 @transaction.atomic
 def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> TrainingRun:
-    locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
-    if (locked.status, to_status) not in RUN_TRANSITIONS:
-        raise ValidationError(f"Run {locked.pk} is {locked.status}; it cannot become {to_status}.")
+    locked = lock_for_transition(TrainingRun, pk=run.pk, to_status=to_status, allowed=RUN_TRANSITIONS,
+                                 label="Run {row.pk}")
     now = timezone.now()
     locked.status, locked.error = to_status, error
     fields = ["status", "error"]
@@ -63,9 +62,8 @@ def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> Trai
 
 @transaction.atomic
 def evaluation_transition(*, evaluation: Evaluation, to_status: str, error: str = "") -> Evaluation:
-    locked = Evaluation.objects.select_for_update().get(pk=evaluation.pk)
-    if (locked.status, to_status) not in EVALUATION_TRANSITIONS:
-        raise ValidationError(f"Evaluation {locked.pk} is {locked.status}; it cannot become {to_status}.")
+    locked = lock_for_transition(Evaluation, pk=evaluation.pk, to_status=to_status, allowed=EVALUATION_TRANSITIONS,
+                                 label="Evaluation {row.pk}")
     locked.status, locked.error = to_status, error
     fields = ["status", "error"]
     if to_status == E.RUNNING:
