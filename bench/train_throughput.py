@@ -14,7 +14,12 @@ cuDNN first), `ours_lora:cd_tuning` (inductor's coordinate-descent tuning of
 the generated kernels), `ours_lora:max_autotune` (inductor's autotuned Triton GEMMs,
 which can fuse neighbouring elementwise work into the GEMM, against cuBLAS),
 `ours_full:scatter_ce` (the loss gradient as a scatter-add into the float32 softmax,
-as before 2026-11-28).
+as before 2026-11-28), `ours_full:inductor_ce` (the loss chunk compiled by
+inductor instead of the Triton kernel of `trainer.kernels`), `ours_full:lse_ce` (that,
+with the log-sum-exp as `torch.logsumexp`, before online softmax),
+`ours_lora:plain_lora` (LoRA's rank-r products as separate GEMMs, as before the
+fused layout of `trainer.lora`), `ours_lora:fuse_down` (down_proj fused too),
+`ours_full:cudagraphs` (each compiled layer in inductor's reduce-overhead mode).
 
 MFU counts 6N + 6·L·H·S FLOPs per token for full fine-tunes and 4N + 6·L·H·S for
 LoRA (frozen weights get no weight gradient), N without the embedding lookup,
@@ -42,7 +47,7 @@ from gpu_results import write_results  # noqa: E402
 
 import trainer.model  # noqa: E402
 from trainer.config import preset  # noqa: E402
-from trainer.lora import wrap_lora  # noqa: E402
+from trainer.lora import LoraLinear, wrap_lora  # noqa: E402
 from trainer.model import DecoderLayer, YuanForCausalLM  # noqa: E402
 from trainer.runconfig import LoraSection  # noqa: E402
 
@@ -50,7 +55,8 @@ PEAK_FLOPS = 790e12
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune", "scatter_ce")
+VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune", "scatter_ce", "lse_ce", "inductor_ce", "plain_lora",
+            "fuse_down", "cudagraphs")
 
 
 def _scatter_ce_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor):
@@ -61,6 +67,18 @@ def _scatter_ce_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch
     grad = (full - lse[:, None]).exp()
     grad = grad.scatter_add(1, targets[:, None], grad.new_full((targets.shape[0], 1), -1.0))
     return loss, (grad * weights[:, None]).to(logits.dtype)
+
+
+def _logsumexp_ce_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor):
+    """The loss chunk's gradient with `torch.logsumexp`, as before online softmax (variant `lse_ce`)."""
+    full = logits.float()
+    lse = torch.logsumexp(full, dim=-1)
+    target_logit = full.gather(1, targets[:, None]).squeeze(1)
+    loss = ((lse - target_logit) * weights).sum()
+    grad = ((full - lse[:, None]).exp() * weights[:, None]).to(logits.dtype)
+    at_target = ((target_logit - lse).exp() - 1.0) * weights
+    rows = torch.arange(targets.shape[0], device=targets.device)
+    return loss, grad.index_put((rows, targets), at_target.to(logits.dtype))
 
 
 class _NoLFA(nn.Module):
@@ -89,15 +107,22 @@ def build(row: str, cfg, device: torch.device) -> nn.Module:
         for layer in model.model.layers:
             layer.self_attn.lf_gate = _NoLFA()
     if name.startswith("ours"):
+        # Variant cudagraphs: each compiled layer replayed as CUDA graphs (fewer launch gaps).
+        mode = "reduce-overhead" if row.partition(":")[2] == "cudagraphs" else None
         for layer in model.modules():
             if isinstance(layer, DecoderLayer):
-                layer.compile()
+                layer.compile(mode=mode)
     if name == "baseline_lora":
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LORA_TARGETS))
     elif name == "ours_lora":  # the trainer's own LoRA layers; saved adapters are standard peft
-        model = wrap_lora(model, LoraSection(r=16, alpha=32, targets=LORA_TARGETS))
+        variant = row.partition(":")[2]
+        model = wrap_lora(model, LoraSection(r=16, alpha=32, targets=LORA_TARGETS), fused=variant != "plain_lora")
+        if variant == "fuse_down":  # down_proj fused too, against the rule that keeps it plain
+            for module in model.modules():
+                if isinstance(module, LoraLinear) and module.weight_ext is None:
+                    module.fuse(0, 1)
     return model
 
 
@@ -113,14 +138,17 @@ def _variant(row: str):
     inductor.coordinate_descent_tuning = variant == "cd_tuning" or saved[1]
     inductor.max_autotune = variant == "max_autotune" or saved[2]
     ce_grad = trainer.model._softmax_cross_entropy_grad
-    if variant == "scatter_ce":
-        trainer.model._softmax_cross_entropy_grad = _scatter_ce_grad
+    triton_loss = trainer.model.TRITON_LOSS
+    trainer.model.TRITON_LOSS = variant not in ("scatter_ce", "lse_ce", "inductor_ce")
+    if variant in ("scatter_ce", "lse_ce"):
+        trainer.model._softmax_cross_entropy_grad = _scatter_ce_grad if variant == "scatter_ce" else _logsumexp_ce_grad
     trainer.model._softmax_grad.cache_clear()
     try:
         yield
     finally:
         trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning, inductor.max_autotune = saved
         trainer.model._softmax_cross_entropy_grad = ce_grad
+        trainer.model.TRITON_LOSS = triton_loss
         trainer.model._softmax_grad.cache_clear()
 
 

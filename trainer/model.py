@@ -182,6 +182,18 @@ def causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) -
     return conv(stacked)[:, :, 1, :].transpose(1, 2)
 
 
+def project(x: torch.Tensor, *layers: nn.Module) -> tuple[torch.Tensor, ...]:
+    """Several linear layers applied to the same x (q and k; gate and up).
+
+    A layer with its own `project_group(x, layers)` (the trainer's fused LoRA)
+    computes the group itself, sharing the work on x; otherwise each layer is
+    called as usual.
+    """
+    if hasattr(layers[0], "project_group"):
+        return layers[0].project_group(x, layers)
+    return tuple(layer(x) for layer in layers)
+
+
 class LocalizedFiltering(nn.Module):
     """LFA: two causal kernel-2 convolutions (H -> H/2 -> H), residual, RMSNorm.
 
@@ -234,7 +246,7 @@ class Attention(nn.Module):
         memory = None if cache is None else cache.remember_lf_inputs(layer, x)
         z = self.lf_gate(x, ctx.starts, memory, ctx.memory_starts if memory is not None else None)
 
-        qk = torch.cat((self.q_proj(z), self.k_proj(z)), dim=-1).view(b, s, n, 2 * d)
+        qk = torch.cat(project(z, self.q_proj, self.k_proj), dim=-1).view(b, s, n, 2 * d)
         q, k = qk.transpose(1, 2).chunk(2, dim=-1)
         v = self.v_proj(x).view(b, s, n, d).transpose(1, 2)
         q = apply_rotary(q, ctx.cos, ctx.sin)
@@ -299,7 +311,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Yuan puts the activation on up_proj, not on gate_proj as LLaMA does.
-        return self.down_proj(self.gate_proj(x) * F.silu(self.up_proj(x)))
+        gate, up = project(x, self.gate_proj, self.up_proj)
+        return self.down_proj(gate * F.silu(up))
 
 
 class DecoderLayer(nn.Module):
@@ -451,9 +464,11 @@ class YuanForCausalLM(nn.Module):
     def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
         targets = targets.reshape(-1)
-        keep = targets != IGNORE_INDEX
-        hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
-        targets, weights = targets[keep], weights.reshape(-1)[keep].float()
+        # Rows without a target (prompts, padding) skip the output head. Finding them
+        # waits for the GPU once (the count); three boolean masks would wait three times.
+        rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)
+        targets, weights = targets.index_select(0, rows), weights.reshape(-1).index_select(0, rows).float()
         head = self.lm_head
         if torch.is_grad_enabled() and type(head) is nn.Linear and (hidden.requires_grad or head.weight.requires_grad):
             device = hidden.device.type
@@ -474,25 +489,44 @@ def _softmax_cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor, wei
 
     The gradient is weight·softmax everywhere, written once in the logits' dtype, and
     weight·(p - 1) put at the targets afterwards: a scatter-add into the full-width
-    float32 softmax instead kept it in memory between two kernels.
+    float32 softmax instead kept it in memory between two kernels. The log-sum-exp is
+    spelled max, exp of the difference, sum (not `torch.logsumexp`, whose infinity
+    guard hides the pattern): compiled for a GPU, inductor then finds the row's max and
+    sum in one pass over the logits (online softmax), and the gradient in a second.
     """
     full = logits.float()
-    lse = torch.logsumexp(full, dim=-1)
+    row_max = full.amax(dim=-1, keepdim=True)
+    shifted = (full - row_max).exp()
+    total = shifted.sum(dim=-1, keepdim=True)
+    lse = (row_max + total.log()).squeeze(-1)
     target_logit = full.gather(1, targets[:, None]).squeeze(1)
     loss = ((lse - target_logit) * weights).sum()
-    grad = ((full - lse[:, None]).exp() * weights[:, None]).to(logits.dtype)
+    grad = (shifted * (weights[:, None] / total)).to(logits.dtype)
     at_target = ((target_logit - lse).exp() - 1.0) * weights
     rows = torch.arange(targets.shape[0], device=targets.device)
     return loss, grad.index_put((rows, targets), at_target.to(logits.dtype))
 
 
+#: On GPUs, the loss chunk runs as the Triton kernel of `trainer.kernels` when that
+#: module can be imported (the trainer's checkout; the copy of this file shipped in
+#: releases has no such module and keeps the compiled function below).
+TRITON_LOSS = True
+
+
 @functools.cache
 def _softmax_grad(device_type: str):  # -> callable like _softmax_cross_entropy_grad
-    # On GPUs one compiled kernel pair reads the bf16 logits once or twice instead of
-    # six float32 passes; chunks vary in length, hence dynamic shapes.
-    if device_type == "cuda":
-        return torch.compile(_softmax_cross_entropy_grad, dynamic=True)
-    return _softmax_cross_entropy_grad
+    if device_type != "cuda":
+        return _softmax_cross_entropy_grad
+    if TRITON_LOSS:
+        try:
+            from trainer.kernels import softmax_cross_entropy_grad
+        except ImportError:
+            pass
+        else:
+            return softmax_cross_entropy_grad
+    # Otherwise one compiled kernel pair reads the bf16 logits instead of six float32
+    # passes; chunks vary in length, hence dynamic shapes.
+    return torch.compile(_softmax_cross_entropy_grad, dynamic=True)
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -537,4 +571,4 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 
 
 __all__ = ["IGNORE_INDEX", "CausalLMOutput", "DecoderLayer", "YuanCache", "YuanForCausalLM", "YuanModel",
-           "causal_conv"]
+           "causal_conv", "project"]

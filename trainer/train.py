@@ -275,7 +275,9 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
         print(f"data: {report.summary()}", file=sys.stderr)
     if t.method == "lora":
         from .lora import load_adapter, wrap_lora
-        model = wrap_lora(model, cfg.lora)
+        # FSDP shards parameters into storage of its own: the fused layout (one buffer
+        # holding a layer's frozen weight and B) is for unsharded runs.
+        model = wrap_lora(model, cfg.lora, fused=not world.distributed)
         if resume_from is not None:
             load_adapter(model, resume_from / "adapter")
     _core(model).model.gradient_checkpointing = t.activation_checkpointing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from trainer.config import preset
@@ -56,3 +57,67 @@ def test_saved_adapter_loads_in_peft_with_the_same_outputs(tmp_path: Path) -> No
     assert all(type(m).__name__ not in ("LoraLinear", "LoraCausalConv") for m in merged.modules())
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def _pair() -> tuple[YuanForCausalLM, YuanForCausalLM]:
+    """The same adapted model twice: fused layout and plain layers, equal adapter values."""
+    plain = wrap_lora(base_model(), LoraSection(r=4, alpha=8, targets=TARGETS), fused=False)
+    fused = trained_lora()
+    plain.load_state_dict(fused.state_dict())
+    return plain.train(), fused.train()
+
+
+def _shares_storage(view: torch.Tensor, buffer: torch.Tensor) -> bool:
+    return view.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
+
+
+def test_fused_layout_computes_what_the_plain_layers_compute() -> None:
+    plain, fused = _pair()
+    attn, mlp = fused.model.layers[0].self_attn, fused.model.layers[0].mlp
+    # q/k and gate/up share one [x | t] each; down_proj (8192 -> 2048 at 2B; 128 -> 64
+    # here) narrows its input and stays plain.
+    assert attn.q_proj.weight_ext.shape == (64 + 2 * 4, 64) and attn.v_proj.weight_ext.shape == (64 + 4, 64)
+    assert mlp.down_proj.weight_ext is None
+    assert _shares_storage(attn.q_proj.base_layer.weight, attn.q_proj.weight_ext)
+    assert _shares_storage(attn.q_proj.lora_B["default"].weight, attn.q_proj.weight_ext)
+
+    ids = torch.randint(0, 250, (2, 16), generator=torch.Generator().manual_seed(4))
+    losses = []
+    for model in (plain, fused):
+        loss = model(input_ids=ids, targets=ids.roll(-1, 1)).loss
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    grads = [{n: p.grad for n, p in m.named_parameters() if p.requires_grad} for m in (plain, fused)]
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        assert torch.allclose(grads[1][name], g, atol=1e-6, rtol=1e-4), name
+
+
+def test_optimizer_steps_on_b_reach_the_fused_product() -> None:
+    plain, fused = _pair()
+    ids = torch.randint(0, 250, (2, 16), generator=torch.Generator().manual_seed(5))
+    for model in (plain, fused):
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(3):
+            model(input_ids=ids, targets=ids.roll(-1, 1)).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    q = fused.model.layers[0].self_attn.q_proj
+    b = q.lora_B["default"].weight
+    assert torch.equal(q.weight_ext[64:68], b.t())  # the optimizer wrote into the GEMM's operand
+    with torch.no_grad():
+        assert torch.allclose(fused(ids).logits, plain(ids).logits, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(fused(ids).logits, base_model()(ids).logits, atol=1e-3)
+
+
+def test_moving_a_fused_model_rebuilds_its_layout() -> None:
+    plain, fused = _pair()
+    fused, plain = fused.to(torch.float64).eval(), plain.to(torch.float64).eval()
+    q = fused.model.layers[1].self_attn.q_proj
+    assert q.weight_ext.dtype == torch.float64
+    assert _shares_storage(q.base_layer.weight, q.weight_ext) and _shares_storage(q.lora_B["default"].weight,
+                                                                                   q.weight_ext)
+    ids = torch.randint(0, 250, (1, 12), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert torch.allclose(fused(ids).logits, plain(ids).logits, atol=1e-9, rtol=1e-9)

@@ -46,3 +46,21 @@ def test_loss_without_grad_takes_the_plain_path_and_agrees() -> None:
         a = model(ids, targets=targets).loss
     b = model(ids, targets=targets).loss
     assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton loss kernel runs on GPUs")
+def test_triton_loss_kernel_matches_the_torch_maths() -> None:
+    from trainer.kernels import softmax_cross_entropy_grad
+    from trainer.model import _softmax_cross_entropy_grad
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    # An odd width (not a multiple of the kernel's block) and rows with zero weight.
+    logits = (torch.randn(37, 135_041, device="cuda", generator=gen) * 4).bfloat16()
+    targets = torch.randint(0, logits.shape[1], (37,), device="cuda", generator=gen)
+    weights = torch.rand(37, device="cuda", generator=gen)
+    weights[::5] = 0.0
+    loss, grad = softmax_cross_entropy_grad(logits, targets, weights)
+    want_loss, want_grad = _softmax_cross_entropy_grad(logits, targets, weights)
+    assert loss.item() == pytest.approx(want_loss.item(), rel=1e-5)
+    assert grad.dtype == torch.bfloat16
+    assert torch.allclose(grad.float(), want_grad.float(), atol=2e-3, rtol=1e-2)
