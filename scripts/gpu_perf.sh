@@ -23,8 +23,8 @@ if [ "$PHASE" = main ]; then
       for recipe in mixed bf16; do scaling $recipe 1; scaling $recipe 1,2; done
     fi
   ) >"$OUT/scaling.log" 2>&1 &
-  CUDA_VISIBLE_DEVICES=0 python3 bench/train_throughput.py --generation --json "$OUT/throughput.json" \
-    --rows baseline_full,baseline_lora,ours_full,ours_full:default_sdpa,ours_full:cd_tuning,ours_lora,ours_lora:cd_tuning,ours_no_lfa,ours_full_packed \
+  CUDA_VISIBLE_DEVICES=0 python3 bench/train_throughput.py --generation --steps 10 --json "$OUT/throughput.json" \
+    --rows baseline_full,baseline_lora,ours_full,ours_full:inductor_ce,ours_lora,ours_lora:plain_lora,ours_no_lfa,ours_full_packed \
     2>&1 | grep -v -i warn | tee "$OUT/throughput.log"
   CUDA_VISIBLE_DEVICES=0 python3 scripts/gpu_parity.py 2>&1 | tee "$OUT/parity.log"
   wait

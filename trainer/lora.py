@@ -24,7 +24,8 @@ dy · weight_extᵀ, yields the gradient for x and for the rank-r activation t =
 (what the separate dy·B product gave) in the same GEMM. Layers that read the same
 input (q and k; gate and up: `trainer.model.project`) share one [x | t₁ | t₂],
 each with zero rows for its siblings' t, so A's product and its gradient run once
-per input. `base_layer.weight` and `lora_B.default.weight` stay ordinary parameters
+per input. [x | t] costs a copy of x, so a layer that narrows its input (down_proj,
+8192 -> 2048) stays plain. `base_layer.weight` and `lora_B.default.weight` stay ordinary parameters
 (names, shapes, state dicts and the saved adapter unchanged) whose storage is a
 view into `weight_ext`: an optimizer step on B updates the GEMM's operand, with
 nothing to copy. FSDP replaces parameters with shards and would break that view,
@@ -125,6 +126,12 @@ class LoraLinear(nn.Module):
         if fused:
             self._build_ext()
         return self
+
+    def __setstate__(self, state: dict) -> None:
+        # copy.deepcopy and pickle copy each parameter on its own, like _apply.
+        super().__setstate__(state)
+        if self.weight_ext is not None:
+            self._build_ext()
 
     def unfuse(self) -> None:
         """Give the parameters storage of their own again (before merging or sharding)."""
@@ -247,7 +254,9 @@ def _fuse(model: nn.Module) -> None:
             # [x | t] is a copy of x: worth it when the group's outputs are at least as wide
             # as x (what fusing saves scales with them). A layer that narrows its input
             # (down_proj, 8192 -> 2048) stays plain: copying x would cost more than it saves.
-            if layers[0].base_layer.in_features <= sum(layer.base_layer.out_features for layer in layers):
+            # (A base layer with a bias stays plain too: the fused product has no bias term.)
+            widens = layers[0].base_layer.in_features <= sum(layer.base_layer.out_features for layer in layers)
+            if widens and all(layer.base_layer.bias is None for layer in layers):
                 for slot, layer in enumerate(layers):
                     layer.fuse(slot, len(layers))
 

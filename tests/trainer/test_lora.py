@@ -121,3 +121,18 @@ def test_moving_a_fused_model_rebuilds_its_layout() -> None:
     ids = torch.randint(0, 250, (1, 12), generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         assert torch.allclose(fused(ids).logits, plain(ids).logits, atol=1e-9, rtol=1e-9)
+
+
+def test_a_deep_copy_of_a_fused_model_keeps_its_own_layout() -> None:
+    import copy
+
+    plain, fused = _pair()
+    twin = copy.deepcopy(fused)
+    q = twin.model.layers[0].self_attn.q_proj
+    assert _shares_storage(q.lora_B["default"].weight, q.weight_ext)
+    assert not _shares_storage(q.weight_ext, fused.model.layers[0].self_attn.q_proj.weight_ext)
+    with torch.no_grad():
+        q.lora_B["default"].weight.mul_(2.0)  # the copy changes; the original must not
+        ids = torch.randint(0, 250, (1, 10), generator=torch.Generator().manual_seed(7))
+        assert torch.allclose(fused(ids).logits, plain(ids).logits, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(twin(ids).logits, plain(ids).logits, atol=1e-4)
