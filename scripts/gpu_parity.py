@@ -89,6 +89,7 @@ def lora_parity(cfg: YuanConfig) -> None:
         print(f"LoRA {name} vs float32 (2B shape, 2 layers, compiled): loss {loss:.6f} vs {ref_loss:.6f}, "
               f"worst adapter gradient |diff|/|grad| = {worst:.3e}")
 
+
 def loss_kernel_parity() -> None:
     """The Triton loss kernel against the torch maths on a full-vocabulary chunk, and their speed."""
     from trainer.kernels import softmax_cross_entropy_grad

@@ -490,9 +490,9 @@ def _softmax_cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor, wei
     The gradient is weight·softmax everywhere, written once in the logits' dtype, and
     weight·(p - 1) put at the targets afterwards: a scatter-add into the full-width
     float32 softmax instead kept it in memory between two kernels. The log-sum-exp is
-    spelled max, exp of the difference, sum (not `torch.logsumexp`, whose infinity
-    guard hides the pattern): compiled for a GPU, inductor then finds the row's max and
-    sum in one pass over the logits (online softmax), and the gradient in a second.
+    spelled max, exp of the difference, sum, the pattern inductor's online softmax
+    matches (`torch.logsumexp` hides it); for a vocabulary as long as Yuan's, inductor
+    splits the reduction and does not use online softmax, hence `trainer.kernels`.
     """
     full = logits.float()
     row_max = full.amax(dim=-1, keepdim=True)
