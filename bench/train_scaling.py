@@ -83,6 +83,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         if args.json:
             write_results(args.json, [row], seq=args.seq, batch=args.batch)
+    del model, opt, loss  # the sharded model holds the process group (close_world)
     close_world(world)
 
 

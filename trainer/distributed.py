@@ -9,6 +9,7 @@ gloo, so the two-process tests exercise the same code as the GPU workers.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import os
 from datetime import timedelta
@@ -51,9 +52,22 @@ def init_world() -> World:
     return World(rank=rank, size=size, local_rank=local_rank, device=device)
 
 
-def close_world(world: World) -> None:
+def close_world(world: World, *, wait_for_peers: bool = True) -> None:
+    """Leave the process group; with `wait_for_peers`, once every rank has got here.
+
+    Sharded modules keep the group alive through their device mesh, often in reference
+    cycles; a gloo group first freed while the interpreter shuts down aborts the process
+    from its worker thread ("terminate called without an active exception") after a run
+    that succeeded. So the group is destroyed and the cycles collected here, while
+    Python is still running; call this after dropping the sharded model. A rank leaving
+    after an error does not wait: its peers may be blocked in another collective, and
+    torchrun stops them when it exits.
+    """
     if world.distributed and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool,

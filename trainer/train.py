@@ -246,7 +246,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         result["finished_at"] = time.time()
         if world.is_main:
             write_result(run_dir, result)
-        close_world(world)
+        close_world(world, wait_for_peers=result["status"] == "succeeded")
     return result
 
 

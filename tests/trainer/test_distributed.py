@@ -59,6 +59,7 @@ if world.is_main:
     diff = max(float((state[k] - ref[k]).abs().max()) for k in ref)
     moved = max(float((ref[k] - start[k]).abs().max()) for k in ref)
     json.dump({"losses": losses, "weight_diff": diff, "weight_moved": moved}, open(sys.argv[1], "w"))
+del model, opts, state
 close_world(world)
 '''
 
