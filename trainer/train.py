@@ -88,6 +88,21 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def align_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Give every state tensor (Adam's moments) its parameter's memory layout.
+
+    State loaded from a checkpoint comes back contiguous, while a fused LoRA layer's B
+    is a transposed view (`trainer.lora`); fused optimizers walk parameter and state as
+    flat memory, so mismatched layouts would pair the wrong elements, silently.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def lr_factor(step: int, cfg: RunConfig) -> float:
     """Linear warmup to the peak, then cosine decay to `min_lr_ratio` of it."""
     t = cfg.train
@@ -298,6 +313,7 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
         optim_state = torch.load(resume_from / "optimizer.pt", map_location="cpu", weights_only=True)
         set_optimizer_state_dict(model, optimizer, optim_state_dict=optim_state,
                                  options=StateDictOptions(full_state_dict=True))
+        align_optimizer_state(optimizer)
         for _ in range(start_step):
             scheduler.step()
         _restore_rng(resume_from, world)
