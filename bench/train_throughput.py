@@ -15,8 +15,7 @@ the generated kernels), `ours_lora:max_autotune` (inductor's autotuned Triton GE
 which can fuse neighbouring elementwise work into the GEMM, against cuBLAS),
 `ours_full:scatter_ce` (the loss gradient as a scatter-add into the float32 softmax,
 as before 2026-11-28), `ours_full:inductor_ce` (the loss chunk compiled by
-inductor instead of the Triton kernel of `trainer.kernels`), `ours_full:lse_ce` (that,
-with the log-sum-exp as `torch.logsumexp`, before online softmax),
+inductor instead of the Triton kernel of `trainer.kernels`),
 `ours_lora:plain_lora` (LoRA's rank-r products as separate GEMMs, as before the
 fused layout of `trainer.lora`), `ours_lora:fuse_down` (down_proj fused too),
 `ours_full:cudagraphs` (each compiled layer in inductor's reduce-overhead mode).
@@ -55,7 +54,7 @@ PEAK_FLOPS = 790e12
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune", "scatter_ce", "lse_ce", "inductor_ce", "plain_lora",
+VARIANTS = ("default_sdpa", "cd_tuning", "max_autotune", "scatter_ce", "inductor_ce", "plain_lora",
             "fuse_down", "cudagraphs")
 
 
@@ -67,18 +66,6 @@ def _scatter_ce_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch
     grad = (full - lse[:, None]).exp()
     grad = grad.scatter_add(1, targets[:, None], grad.new_full((targets.shape[0], 1), -1.0))
     return loss, (grad * weights[:, None]).to(logits.dtype)
-
-
-def _logsumexp_ce_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor):
-    """The loss chunk's gradient with `torch.logsumexp`, as before online softmax (variant `lse_ce`)."""
-    full = logits.float()
-    lse = torch.logsumexp(full, dim=-1)
-    target_logit = full.gather(1, targets[:, None]).squeeze(1)
-    loss = ((lse - target_logit) * weights).sum()
-    grad = ((full - lse[:, None]).exp() * weights[:, None]).to(logits.dtype)
-    at_target = ((target_logit - lse).exp() - 1.0) * weights
-    rows = torch.arange(targets.shape[0], device=targets.device)
-    return loss, grad.index_put((rows, targets), at_target.to(logits.dtype))
 
 
 class _NoLFA(nn.Module):
@@ -139,9 +126,9 @@ def _variant(row: str):
     inductor.max_autotune = variant == "max_autotune" or saved[2]
     ce_grad = trainer.model._softmax_cross_entropy_grad
     triton_loss = trainer.model.TRITON_LOSS
-    trainer.model.TRITON_LOSS = variant not in ("scatter_ce", "lse_ce", "inductor_ce")
-    if variant in ("scatter_ce", "lse_ce"):
-        trainer.model._softmax_cross_entropy_grad = _scatter_ce_grad if variant == "scatter_ce" else _logsumexp_ce_grad
+    trainer.model.TRITON_LOSS = variant not in ("scatter_ce", "inductor_ce")
+    if variant == "scatter_ce":
+        trainer.model._softmax_cross_entropy_grad = _scatter_ce_grad
     trainer.model._softmax_grad.cache_clear()
     try:
         yield

@@ -261,13 +261,6 @@ def _fuse(model: nn.Module) -> None:
                     layer.fuse(slot, len(layers))
 
 
-def unfuse_lora(model: nn.Module) -> None:
-    """Undo the fused layout (each parameter its own storage), e.g. before FSDP shards the model."""
-    for module in model.modules():
-        if isinstance(module, LoraLinear):
-            module.unfuse()
-
-
 def adapter_state(full_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The adapter tensors of a model state dict, under the names peft saves."""
     out = {}
