@@ -3,8 +3,12 @@
 Input. The platform writes a dataset folder; `load_examples` reads any of
 - a `datasets` `save_to_disk` folder holding a `Dataset` (one split, called "train")
   or a `DatasetDict` (splits by name, e.g. "train" and "eval");
-- a single `.jsonl` or `.parquet` file (one split, called "train");
-- a folder of `{split}.jsonl` / `{split}.parquet` files.
+- a single `.jsonl`, `.parquet` or `.txt` file (one split, called "train");
+- a folder of `{split}.jsonl` / `{split}.parquet` / `{split}.txt` files.
+
+A `.txt` file is the Yuan team's own fine-tuning format: one example a line,
+`<sep>` (or `[SEP]`) between instruction and response, newlines written `<n>`.
+Its rows get ids `line-<n>` (n = line number) and the file name as source.
 
 Columns: `id` (non-empty str, unique), `prompt` (str), `response` (str), `source`
 (str) and optional `weight` (finite float > 0, default 1.0; null means default).
@@ -15,13 +19,23 @@ all earlier turns, in order, joined with "\\n", are the prompt (role names are n
 written into the text). So `[user: 你好, assistant: 你好！, user: 今天周几？,
 assistant: 周三。]` trains "周三。" on the prompt "你好\\n你好！\\n今天周几？".
 
-Encoding. An example is `prompt <sep> response <eod>`, as Yuan 2.0 was tuned.
+Encoding. An example is the Yuan line `prompt<sep>response` (newlines written
+`<n>`), cleaned as the Yuan team's `preprocess_data_yuan.py` cleans a line (one
+leading `<n>` dropped, the line stripped, `\r` removed, `<n>` back to a newline,
+`▃` removed; `yuan_line_parts`), encoded as `prompt <sep> response <eod>`: with a
+sentencepiece tokenizer these are exactly the ids of Yuan's pipeline. Unlike
+that pipeline, a literal `<sep>`, `[SEP]` or `<eod>` inside people's text stays
+text (it is data, not structure).
+
 `targets` are aligned with the inputs: `targets[t]` is the token position t must
-predict, so the `<sep>` position predicts the first response token and the last
-response token predicts `<eod>`; prompt positions and the `<eod>` position itself
-carry no loss (-100). Too long: the prompt loses tokens from the left (its end
-is nearest the question); if `<sep> response <eod>` alone does not fit, the
-example is dropped. Every truncation and drop is counted in a `DataReport`.
+predict. Which targets carry loss is `loss_mask`:
+- `"yuan"` (the default, as Yuan's Megatron SFT trains): the last prompt token
+  predicts `<sep>`, then the response and the closing `<eod>` are learned;
+- `"response"`: from the `<sep>` position on, so only the response and `<eod>`.
+Earlier prompt positions and the `<eod>` position itself carry no loss (-100).
+Too long: the prompt loses tokens from the left (its end is nearest the
+question); if `<sep> response <eod>` alone does not fit, the example is dropped.
+Every truncation and drop is counted in a `DataReport`.
 
 Rows. `build_rows` packs encoded examples first-fit into rows of exactly
 `seq_len` tokens; `segment_ids` number the examples inside a row (-1 on
@@ -49,11 +63,15 @@ from .tokenizer import Tokenizer
 DEFAULT_SPLIT = "train"
 #: Drop reasons and truncation reasons, as counted in `DataReport`.
 EMPTY_RESPONSE = "empty_response"
+#: Loss masks (see the module docstring): Yuan's, with the `<sep>` target; response only.
+LOSS_MASKS = ("yuan", "response")
 RESPONSE_TOO_LONG = "response_too_long"
 PROMPT_TRUNCATED = "prompt_truncated"
 
 _ROLES = ("user", "assistant", "system")
-_FILE_SUFFIXES = (".jsonl", ".parquet")
+_FILE_SUFFIXES = (".jsonl", ".parquet", ".txt")
+#: The two separators Yuan's data files use between instruction and response.
+_YUAN_SEPARATORS = ("<sep>", "[SEP]")
 
 
 class DataError(ValueError):
@@ -143,6 +161,8 @@ def _read_split(path: Path, split: str) -> tuple[str, list[str], list[tuple[int,
 
 
 def _read_file(path: Path) -> tuple[str, list[str], list[tuple[int, dict[str, Any]]]]:
+    if path.suffix == ".txt":
+        return str(path), ["id", "prompt", "response", "source"], _read_yuan_txt(path)
     if path.suffix == ".jsonl":
         rows = _read_jsonl(path)
         # A key that no row has is a missing column; one that some rows lack
@@ -161,7 +181,9 @@ def _read_file(path: Path) -> tuple[str, list[str], list[tuple[int, dict[str, An
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085 and
+        # other characters that JSON strings may hold unescaped (ensure_ascii=False).
+        lines = path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
     for number, line in enumerate(lines, start=1):
@@ -174,6 +196,34 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {number}: expected a JSON object, got {_type_name(row)}")
         rows.append((number, row))
+    return rows
+
+
+def _read_yuan_txt(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Rows of a Yuan fine-tuning file: `instruction<sep>response` a line, `<n>` for newlines.
+
+    Lines are read the way Yuan's `preprocess_data_yuan.py` reads them (Python text
+    mode: "\\n", "\\r\\n" and a lone "\\r" each end a line); lines with nothing but
+    whitespace and `<n>` are skipped, as there. The first separator splits the line;
+    the line's cleaning is left to `encode_example`, which does it for every format.
+    """
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            lines = list(fh)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\n")
+        if not line.replace("<n>", "").replace("▃", "").replace("\r", "").strip():
+            continue
+        cuts = [(line.find(sep), sep) for sep in _YUAN_SEPARATORS if sep in line]
+        if not cuts:
+            raise DataError(f"{path}: row {number}: no <sep> (or [SEP]) between instruction and response")
+        at, sep = min(cuts)
+        prompt, response = line[:at], line[at + len(sep):]
+        rows.append((number, {"id": f"line-{number}", "source": path.name,
+                              "prompt": prompt.replace("<n>", "\n"), "response": response.replace("<n>", "\n")}))
     return rows
 
 
@@ -211,13 +261,13 @@ def _split_files(folder: Path) -> dict[str, Path]:
         found[file.stem] = file
     if not found:
         raise DataError(f"{folder}: no dataset found (expected a datasets save_to_disk folder or "
-                        f"{{split}}.jsonl / {{split}}.parquet files)")
+                        f"{{split}}.jsonl / {{split}}.parquet / {{split}}.txt files)")
     return found
 
 
 def _check_suffix(path: Path) -> None:
     if path.suffix not in _FILE_SUFFIXES:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl or .parquet")
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl, .parquet or .txt")
 
 
 def _check_columns(where: str, columns: Sequence[str]) -> None:
@@ -302,25 +352,54 @@ class EncodedExample:
         return len(self.input_ids)
 
 
-def encode_example(ex: Example, tokenizer: Tokenizer, seq_len: int) -> EncodedExample | str:
-    """`prompt <sep> response <eod>` with its loss targets, fitted to `seq_len`; or a drop reason."""
+def yuan_line_parts(prompt: str, response: str) -> tuple[str, str]:
+    """(prompt, response) as Yuan's pipeline cleans the line `prompt<sep>response`.
+
+    In the line, newlines are written `<n>`. `preprocess_data_yuan.py` drops one
+    leading `<n>`, strips the line (Python's `str.strip`: the prompt's leading and
+    the response's trailing whitespace, full-width and no-break spaces included),
+    removes "\\r", turns `<n>` back into newlines and removes "▃", in that order.
+    """
+    head = prompt.replace("\n", "<n>")
+    head = (head[3:] if head.startswith("<n>") else head).lstrip()
+    tail = response.replace("\n", "<n>").rstrip()
+    return _yuan_clean(head), _yuan_clean(tail)
+
+
+def _yuan_clean(text: str) -> str:
+    return text.replace("\r", "").replace("<n>", "\n").replace("▃", "")
+
+
+def encode_example(ex: Example, tokenizer: Tokenizer, seq_len: int, *, loss_mask: str = "yuan",
+                   encoded: tuple[list[int], list[int]] | None = None) -> EncodedExample | str:
+    """`prompt <sep> response <eod>` with its loss targets, fitted to `seq_len`; or a drop reason.
+
+    `encoded` gives the (prompt, response) ids of `yuan_line_parts` when the
+    caller encoded them already (in a batch, see `build_rows`).
+    """
     _check_seq_len(seq_len)
-    if not ex.response.strip():
+    if loss_mask not in LOSS_MASKS:
+        raise ValueError(f"loss_mask must be one of {', '.join(LOSS_MASKS)}, got {loss_mask!r}")
+    prompt_text, response_text = yuan_line_parts(ex.prompt, ex.response)
+    if not response_text.strip():
         return EMPTY_RESPONSE
-    response = tokenizer.encode(ex.response)
+    if encoded is None:
+        prompt, response = tokenizer.encode(prompt_text), tokenizer.encode(response_text)
+    else:
+        prompt, response = encoded
     room = seq_len - len(response) - 2  # tokens left for the prompt after <sep> and <eod>
     if room < 0:
         return RESPONSE_TOO_LONG
-    prompt = tokenizer.encode(ex.prompt)
     truncation = None
     if len(prompt) > room:
         # Keep the end: in a long prompt the question or instruction usually comes last.
         prompt = prompt[len(prompt) - room:]
         truncation = PROMPT_TRUNCATED
     ids = [*prompt, tokenizer.sep_id, *response, tokenizer.eod_id]
-    # Position t predicts ids[t + 1]; only the response and the closing <eod> are learned,
-    # so targets run from the <sep> position to the last response token.
-    start, end = len(prompt), len(ids) - 1
+    # Position t predicts ids[t + 1]. Learned: from the last prompt token (which predicts
+    # <sep>, Yuan's way) or from <sep> itself, through the last response token (-> <eod>).
+    start = len(prompt) - 1 if loss_mask == "yuan" and prompt else len(prompt)
+    end = len(ids) - 1
     targets = [IGNORE_INDEX] * start + ids[start + 1:end + 1] + [IGNORE_INDEX]
     return EncodedExample(id=ex.id, input_ids=ids, targets=targets, weight=ex.weight, truncation=truncation)
 
@@ -397,8 +476,8 @@ class RowSet:
                 for name in ("input_ids", "targets", "segment_ids", "weights")}
 
 
-def build_rows(examples: list[Example], tokenizer: Tokenizer, seq_len: int, *, pack: bool = True
-               ) -> tuple[RowSet, DataReport]:
+def build_rows(examples: list[Example], tokenizer: Tokenizer, seq_len: int, *, pack: bool = True,
+               loss_mask: str = "yuan") -> tuple[RowSet, DataReport]:
     """Encode `examples` and lay them out in rows of exactly `seq_len` tokens.
 
     pack=True fills rows first-fit in input order (an example never spans two
@@ -408,8 +487,11 @@ def build_rows(examples: list[Example], tokenizer: Tokenizer, seq_len: int, *, p
     """
     report = DataReport(total=len(examples), seq_len=seq_len)
     encoded: list[EncodedExample] = []
-    for ex in examples:
-        enc = encode_example(ex, tokenizer, seq_len)
+    # One batch call for all texts: the tokenizer encodes it in parallel, in native code.
+    parts = [yuan_line_parts(ex.prompt, ex.response) for ex in examples]
+    ids = tokenizer.encode_batch([text for pair in parts for text in pair])
+    for i, ex in enumerate(examples):
+        enc = encode_example(ex, tokenizer, seq_len, loss_mask=loss_mask, encoded=(ids[2 * i], ids[2 * i + 1]))
         if isinstance(enc, str):
             report.dropped[enc] = report.dropped.get(enc, 0) + 1
             continue
@@ -529,4 +611,5 @@ __all__ = [
     "general_replay_set",
     "load_examples",
     "mix_replay",
+    "yuan_line_parts",
 ]

@@ -138,7 +138,9 @@ def example_losses(model: torch.nn.Module, tokenizer: Any, examples: Sequence[An
     out: dict[str, float] = {}
     try:
         for ex in examples:
-            enc = encode_example(ex, tokenizer, seq_len)
+            # The response and <eod> only, whatever the run learned: scores of base and
+            # tuned models (and of runs with either loss mask) stay comparable.
+            enc = encode_example(ex, tokenizer, seq_len, loss_mask="response")
             if isinstance(enc, str):  # a drop reason
                 continue
             ids = torch.tensor([enc.input_ids], dtype=torch.long, device=device)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .data import yuan_line_parts
 from .model import YuanCache, YuanForCausalLM
 
 
@@ -324,10 +325,11 @@ def generate_text(model: torch.nn.Module, tokenizer: Any, prompts: list[str], *,
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of `prompt` followed by `<sep>` (exactly one)."""
+    """Token ids of `prompt` followed by `<sep>` (exactly one), the prompt cleaned as in training."""
     if prompt.endswith("<sep>"):
         prompt = prompt[: -len("<sep>")]
-    return [*tokenizer.encode(prompt), tokenizer.sep_id]
+    cleaned, _ = yuan_line_parts(prompt, "")
+    return [*tokenizer.encode(cleaned), tokenizer.sep_id]
 
 
 __all__ = ["SamplingConfig", "encode_prompt", "generate", "generate_text"]

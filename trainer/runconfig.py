@@ -52,6 +52,10 @@ class DataSection:
     replay_path: str | None = None
     #: Fraction of the training mix that is replay data, in [0, 1).
     replay_ratio: float = 0.0
+    #: Which targets carry loss. "yuan" (Yuan's Megatron SFT): the last prompt token
+    #: learns to predict <sep>, then the response and the closing <eod> are learned.
+    #: "response": the response and <eod> only (targets from the <sep> position on).
+    loss_mask: Literal["yuan", "response"] = "yuan"
 
     def __post_init__(self) -> None:
         if not self.path:

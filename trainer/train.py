@@ -70,7 +70,8 @@ def _load_training_data(cfg: RunConfig, tokenizer: Tokenizer, seed: int
         replay = (data_mod.general_replay_set() if replay_path == "builtin"
                   else data_mod.load_examples(replay_path, split=cfg.data.train_split))
         examples = data_mod.mix_replay(examples, replay, cfg.data.replay_ratio, seed)
-    rows, report = data_mod.build_rows(examples, tokenizer, cfg.data.seq_len, pack=cfg.data.pack)
+    rows, report = data_mod.build_rows(examples, tokenizer, cfg.data.seq_len, pack=cfg.data.pack,
+                                       loss_mask=cfg.data.loss_mask)
     if len(rows) == 0:
         raise TrainingError(f"no trainable examples in {cfg.data.path}: {report.summary()}")
     eval_examples: list[data_mod.Example] = []
@@ -437,7 +438,8 @@ def _eval_loss(model: nn.Module, examples: list[data_mod.Example], tokenizer: To
     """Weighted token loss on the held-out split, rows shared out over the ranks."""
     if not examples:
         return None
-    rows, _ = data_mod.build_rows(examples, tokenizer, cfg.data.seq_len, pack=cfg.data.pack)
+    rows, _ = data_mod.build_rows(examples, tokenizer, cfg.data.seq_len, pack=cfg.data.pack,
+                                  loss_mask=cfg.data.loss_mask)
     if len(rows) == 0:
         return None
     was_training = model.training

@@ -254,17 +254,36 @@ def test_loss_mask_is_exact_on_a_hand_checked_example() -> None:
     enc = encode_example(ex, tok, seq_len=8)
     a, b, c, d = (ord(ch) for ch in "abcd")
     assert enc.input_ids == [a, b, BYTE_SEP_ID, c, d, BYTE_EOD_ID]
-    # <sep> predicts the first response token, the last response token predicts <eod>;
-    # prompt positions and the final <eod> learn nothing.
-    assert enc.targets == [-100, -100, c, d, BYTE_EOD_ID, -100]
+    # Yuan's mask (the default): the last prompt token predicts <sep>, <sep> the first
+    # response token, the last response token <eod>; the rest of the prompt and the
+    # final <eod> learn nothing.
+    assert enc.targets == [-100, BYTE_SEP_ID, c, d, BYTE_EOD_ID, -100]
+    # The response-only mask starts at the <sep> position.
+    assert encode_example(ex, tok, seq_len=8, loss_mask="response").targets == [-100, -100, c, d, BYTE_EOD_ID, -100]
 
     rows, _ = build_rows([ex], tok, seq_len=8, pack=False)
     assert rows.input_ids.tolist() == [[a, b, BYTE_SEP_ID, c, d, BYTE_EOD_ID, BYTE_EOD_ID, BYTE_EOD_ID]]
-    assert rows.targets.tolist() == [[-100, -100, c, d, BYTE_EOD_ID, -100, -100, -100]]
+    assert rows.targets.tolist() == [[-100, BYTE_SEP_ID, c, d, BYTE_EOD_ID, -100, -100, -100]]
     assert rows.segment_ids.tolist() == [[0, 0, 0, 0, 0, 0, -1, -1]]
-    assert rows.weights.tolist() == [[0.0, 0.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0]]
+    assert rows.weights.tolist() == [[0.0, 2.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0]]
     assert rows.input_ids.dtype == rows.targets.dtype == rows.segment_ids.dtype == torch.long
     assert rows.weights.dtype == torch.float32
+    rows, _ = build_rows([ex], tok, seq_len=8, pack=False, loss_mask="response")
+    assert rows.weights.tolist() == [[0.0, 0.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0]]
+
+
+def test_an_empty_prompt_learns_from_the_sep_position() -> None:
+    tok = byte_tokenizer()
+    enc = encode_example(Example(id="x", prompt="", response="cd", source="s"), tok, seq_len=8)
+    c, d = ord("c"), ord("d")
+    # Nothing comes before <sep> to predict it, so the first target is the response's.
+    assert enc.input_ids == [BYTE_SEP_ID, c, d, BYTE_EOD_ID]
+    assert enc.targets == [c, d, BYTE_EOD_ID, -100]
+
+
+def test_unknown_loss_mask_is_refused() -> None:
+    with pytest.raises(ValueError, match="loss_mask must be one of yuan, response"):
+        encode_example(Example(id="x", prompt="a", response="b", source="s"), byte_tokenizer(), 8, loss_mask="all")
 
 
 def test_long_prompts_lose_their_start_and_long_responses_are_dropped() -> None:

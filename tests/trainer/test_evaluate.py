@@ -112,12 +112,13 @@ def test_chrf_rejects_bad_parameters() -> None:
 # -- losses ------------------------------------------------------------------------
 
 
-def manual_losses(model: YuanForCausalLM, tokenizer, examples, seq_len: int) -> dict[str, tuple[float, int]]:
+def manual_losses(model: YuanForCausalLM, tokenizer, examples, seq_len: int, loss_mask: str = "yuan"
+                  ) -> dict[str, tuple[float, int]]:
     """{id: (summed cross-entropy of the example's targets, number of targets)}, one example at a time."""
     out = {}
     with torch.no_grad():
         for ex in examples:
-            enc = encode_example(ex, tokenizer, seq_len)
+            enc = encode_example(ex, tokenizer, seq_len, loss_mask=loss_mask)
             if isinstance(enc, str):
                 continue
             logits = model(torch.tensor([enc.input_ids])).logits[0].float()
@@ -154,13 +155,14 @@ def test_example_losses_are_per_example_means(tokenizer) -> None:
     model = tiny(0)
     dropped = Example(id="empty", prompt="x", response="  ", source="t")
     got = example_losses(model, tokenizer, [*EXAMPLES, dropped], seq_len=64)
-    manual = manual_losses(model, tokenizer, EXAMPLES, 64)
+    # Per-example scores leave the <sep> target out, whatever mask training used.
+    manual = manual_losses(model, tokenizer, EXAMPLES, 64, loss_mask="response")
     assert set(got) == {ex.id for ex in EXAMPLES}  # the empty response is dropped, as in training
     for i, (ce, n) in manual.items():
         assert got[i] == pytest.approx(ce / n, rel=1e-5)
     # A short seq_len cuts the prompt from the left, as training does.
     short = example_losses(model, tokenizer, EXAMPLES[:1], seq_len=12)
-    ce, n = manual_losses(model, tokenizer, EXAMPLES[:1], 12)["a"]
+    ce, n = manual_losses(model, tokenizer, EXAMPLES[:1], 12, loss_mask="response")["a"]
     assert short["a"] == pytest.approx(ce / n, rel=1e-5)
 
 
