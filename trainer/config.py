@@ -1,10 +1,11 @@
 """Model configuration: the fields of a Yuan 2.0 `config.json`, typed.
 
 Real Yuan2 checkpoints carry many keys that only matter to the code that wrote
-them (`use_flash_attention`, `causal_mask`, `reset_attention_mask`, `auto_map`,
-...). We read the ones that change the maths, keep every other key verbatim in
-`extra`, and write them back on save, so a folder we re-export still loads in the
-public reference code.
+them (`use_flash_attention`, `causal_mask`, `use_loss_mask`, `auto_map`, ...). We
+read the ones that change the maths, keep every other key verbatim in `extra`,
+and write them back on save, so a folder we re-export still loads in the public
+reference code. A config that lacks a key the reference reads without a default
+(`REFERENCE_KEYS`; a preset, say) gets the real Yuan2-2B-hf value on save.
 """
 
 from __future__ import annotations
@@ -17,6 +18,25 @@ from typing import Any
 #: Token ids of the real Yuan2 vocabulary (`<eod>` doubles as pad/bos/eos).
 YUAN_EOD_ID = 77185
 YUAN_SEP_ID = 77187
+
+#: Keys that the public reference `yuan_hf_model.py` reads from its config without a
+#: default, and that its `configuration_yuan.py` does not default either: a
+#: `config.json` without one of them fails there with an AttributeError. Every
+#: `config.json` we write has all of them (`YuanConfig.to_dict`).
+REFERENCE_KEYS = (
+    "max_position_embeddings",  # LlamaAttention (rotary table size)
+    "causal_mask",  # LlamaAttention
+    "use_flash_attention",  # LlamaAttention
+    "eod_token",  # LlamaModel, YuanForCausalLM
+    "sep_token",  # YuanForCausalLM
+    "reset_attention_mask",  # LlamaModel
+    "reset_position_ids",  # LlamaModel
+    "use_loss_mask",  # YuanForCausalLM
+)
+#: The real Yuan2-2B-hf values of the reference's flags that we do not interpret;
+#: `config.json` files that bring their own keep them (they live in `extra`).
+#: `use_flash_attention` stays off so that the reference runs without flash-attn.
+REFERENCE_FLAGS: dict[str, bool] = {"causal_mask": True, "use_flash_attention": False, "use_loss_mask": False}
 
 
 class ConfigError(ValueError):
@@ -42,6 +62,10 @@ class YuanConfig:
     sep_token_id: int = YUAN_SEP_ID
     pad_token_id: int = YUAN_EOD_ID
     torch_dtype: str = "bfloat16"
+    #: The reference's `<eod>` flags (see `trainer.model`): whether its plain forward
+    #: blocks attention at `<eod>`. True in the real Yuan2 configs.
+    reset_attention_mask: bool = True
+    reset_position_ids: bool = True
     #: Keys of the source `config.json` that we do not interpret, kept verbatim.
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -62,6 +86,9 @@ class YuanConfig:
             raise ConfigError("config.json: hidden_size must be even (LFA halves it)")
         if self.hidden_act != "silu":
             raise ConfigError(f"config.json: hidden_act {self.hidden_act!r} is not supported (Yuan2 uses 'silu')")
+        for name in ("reset_attention_mask", "reset_position_ids"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config.json: {name} must be true or false, got {getattr(self, name)!r}")
         for name in ("eod_token_id", "sep_token_id", "pad_token_id"):
             value = getattr(self, name)
             if not 0 <= value < self.vocab_size:
@@ -103,15 +130,16 @@ class YuanConfig:
             raise ConfigError(f"config.json: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
-        """The `config.json` mapping, in the key spelling of the public Yuan2 files."""
+        """The `config.json` mapping, in the key spelling of the public Yuan2 files.
+
+        It always holds every key of `REFERENCE_KEYS`; values the source file brought
+        (in `extra` or in the typed fields) win over the Yuan2-2B-hf defaults.
+        """
         out: dict[str, Any] = {
             "architectures": ["YuanForCausalLM"],
             "model_type": "yuan",
             "use_cache": True,
-            "causal_mask": True,
-            "use_flash_attention": False,
-            "reset_attention_mask": True,
-            "reset_position_ids": True,
+            **REFERENCE_FLAGS,
         }
         out.update(self.extra)
         for f in dataclasses.fields(self):

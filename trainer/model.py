@@ -17,6 +17,24 @@ Packing and padding are expressed by one (B, S) boolean, `starts`: True where a
 token begins a new sequence. A start resets the rotary position to 0, blocks
 attention to earlier tokens and zeroes the LFA's view of earlier tokens, so a
 packed row computes exactly what its examples compute one by one.
+
+The plain forward (input ids only: no `attention_mask`, no `segment_ids`, nothing
+cached yet) computes what the public reference `yuan_hf_model.py` computes on the
+same row, `<eod>` tokens (`config.eod_token_id`) included. The reference builds its
+mask from the `<eod>` positions whenever it is training or `config.reset_position_ids`
+is set, and that mask blocks attention only when `config.reset_attention_mask` is
+set: a token after an `<eod>` at index i then sees nothing at or before i. It throws
+away the reset positions that the same function computes, and its LFA filters the
+whole row, so neither positions nor the LFA restart after an `<eod>`. That is why
+this is not a packed row (which restarts all three at each example, the way
+training sees examples): it is one stream whose attention stops at each `<eod>`.
+Both flags default to true when a config lacks them, as in the real Yuan2 configs
+and in every `config.json` cotrain writes. Finding the `<eod>`s waits for the device
+once per plain forward (only while the flags call for it); a row without an `<eod>`
+before its last token keeps the unmasked causal kernel. When such a forward starts
+a cache, the keys at or before the last `<eod>` stay hidden from later tokens too,
+as the reference's decoding mask hides them. Padded (`attention_mask`), packed
+(`segment_ids`) and continued (cached) forwards do not look for `<eod>`.
 """
 
 from __future__ import annotations
@@ -109,6 +127,13 @@ class YuanCache:
         self.lf_valid = torch.cat((prev, valid), dim=1)[:, -2:]
         self.key_valid = valid if self.key_valid is None else torch.cat((self.key_valid, valid), dim=1)
         self.next_pos = positions[:, -1] + 1
+
+    def hide_keys(self, visible: torch.Tensor) -> None:
+        """Hide the cached keys where `visible` (B, T) is False from every later query.
+
+        Only attention changes: the LFA memory and the positions stay as they are.
+        """
+        self.key_valid = self.key_valid & visible
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (used when finished rows leave a batch)."""
@@ -350,6 +375,12 @@ class YuanModel(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.rope_theta = float(getattr(config, "rope_theta", 10000.0))
         self.gradient_checkpointing = False
+        # What the plain forward does at `<eod>` (module docstring). Configs without the
+        # flags get the value of the real Yuan2 configs, which cotrain also writes.
+        eod = getattr(config, "eod_token_id", None)
+        self.eod_token_id: int | None = getattr(config, "eod_token", None) if eod is None else eod
+        self.reset_attention_mask = bool(getattr(config, "reset_attention_mask", True))
+        self.reset_position_ids = bool(getattr(config, "reset_position_ids", True))
 
     def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, cache: YuanCache | None = None
@@ -394,11 +425,15 @@ class YuanModel(nn.Module):
             positions = idx - first
         cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_theta, dtype)
 
+        # `seq` numbers the spans that attention keeps apart: the sequences of a packed or
+        # padded row, or the `<eod>`-closed documents of a plain one (None: one causal span).
+        seq = None if plain else torch.cumsum(starts.long(), dim=1)
+        if plain and self._masks_at_eod():
+            seq = self._eod_documents(input_ids)
         mask: torch.Tensor | BlockMask | None = None
-        if not plain and not past and device.type == "cuda":
-            mask = _document_block_mask(torch.cumsum(starts.long(), dim=1), valid)
-        elif not plain:
-            seq = torch.cumsum(starts.long(), dim=1)
+        if seq is not None and not past and device.type == "cuda":
+            mask = _document_block_mask(seq, valid)
+        elif seq is not None:
             allowed = (seq[:, :, None] == seq[:, None, :]) & valid[:, None, :]
             allowed &= torch.ones(s, s, dtype=torch.bool, device=device).tril()
             # Every query sees itself, so rows of padding never softmax over nothing.
@@ -414,7 +449,35 @@ class YuanModel(nn.Module):
                 # starts a sequence when the older one is padding.
                 memory_starts = torch.stack((torch.ones_like(cache.lf_valid[:, 0]), ~cache.lf_valid[:, 0]), 1)
             cache.advance(valid, positions)
+            if plain and self._masks_at_eod():
+                cache.hide_keys(_after_last_eod(input_ids, self.eod_token_id))
         return _Context(starts, cos, sin, mask, cache, memory_starts, _sdpa_backends(device))
+
+    def _masks_at_eod(self) -> bool:
+        """Whether the plain forward stops attention at `<eod>`, as the reference decides it."""
+        return (self.eod_token_id is not None and self.reset_attention_mask
+                and (self.training or self.reset_position_ids))
+
+    def _eod_documents(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """(B, S) number of `<eod>`s before each token, or None when no `<eod>` masks anything.
+
+        An `<eod>` in the last column closes the row and hides nothing from it, so a
+        single `prompt<sep>answer<eod>` row keeps the unmasked causal kernel.
+        """
+        before_last = input_ids[:, :-1] == self.eod_token_id
+        # The one host sync of this path: a plain row without a cutting `<eod>` must not
+        # pay for a mask (dense on CPU, a FlexAttention block mask on GPUs).
+        if not bool(before_last.any()):
+            return None
+        return F.pad(torch.cumsum(before_last, dim=1), (1, 0))
+
+
+def _after_last_eod(input_ids: torch.Tensor, eod_id: int) -> torch.Tensor:
+    """(B, S) True for the tokens after each row's last `<eod>` (all of them when there is none)."""
+    is_eod = input_ids == eod_id
+    seen = torch.cumsum(is_eod, dim=1)
+    # A key stays visible to later tokens when no `<eod>` lies at or after it.
+    return seen - is_eod.long() == seen[:, -1:]
 
 
 class YuanForCausalLM(nn.Module):

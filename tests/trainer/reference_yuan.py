@@ -4,6 +4,13 @@ It follows the public reference's computation literally (LFA as padded Conv2d on
 (B, H, S, 1) layout, explicit causal softmax in float32, the stacked q/k split per
 head) and shares no code with `trainer.model`, so a parity test against it checks
 our port rather than itself. It reads a plain state dict in HF Yuan2 names.
+
+Like the public reference's `LlamaModel.forward`, it builds its attention mask
+from the `<eod>` positions (`cfg["eod_token"]`) when training or when
+`cfg["reset_position_ids"]` is set, and that mask blocks attention across each
+`<eod>` only under `cfg["reset_attention_mask"]`; positions stay 0..S-1 and the
+LFA filters the whole row either way. The flags are read without defaults, as
+the reference reads them.
 """
 
 from __future__ import annotations
@@ -40,14 +47,31 @@ def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
     return x * cos + torch.cat((-x2, x1), -1) * sin
 
 
-def reference_logits(sd: dict, cfg: dict, input_ids: torch.Tensor) -> torch.Tensor:
-    """Logits (B, S, V) of a Yuan2 model given as an HF-named state dict."""
+def _attention_bias(cfg: dict, input_ids: torch.Tensor, training: bool) -> torch.Tensor:
+    """(B, 1, S, S) additive mask: causal, and cut at each `<eod>` when the flags say so."""
+    b, s = input_ids.shape
+    keep = torch.ones(s, s).tril().repeat(b, 1, 1, 1)
+    if (training or cfg["reset_position_ids"]) and cfg["reset_attention_mask"]:
+        for row in range(b):
+            for i in (input_ids[row] == cfg["eod_token"]).nonzero().flatten().tolist():
+                # Tokens after the <eod> at i see nothing at or before i.
+                keep[row, 0, i + 1:, : i + 1] = 0
+    return torch.zeros(b, 1, s, s).masked_fill(keep == 0, float("-inf"))
+
+
+def reference_logits(sd: dict, cfg: dict, input_ids: torch.Tensor, *, training: bool = False) -> torch.Tensor:
+    """Logits (B, S, V) of a Yuan2 model given as an HF-named state dict.
+
+    `training` stands for the reference module's `self.training` (which also
+    decides whether `<eod>` cuts attention); no dropout is modelled.
+    """
     h, n = cfg["hidden_size"], cfg["num_attention_heads"]
     d = h // n
     eps = cfg.get("rms_norm_eps", 1e-6)
     theta = cfg.get("rope_theta", 10000.0)
     x = sd["model.embed_tokens.weight"][input_ids]
     b, s, _ = x.shape
+    bias = _attention_bias(cfg, input_ids, training)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         res = x
@@ -59,8 +83,7 @@ def reference_logits(sd: dict, cfg: dict, input_ids: torch.Tensor) -> torch.Tens
         q, k = qk[..., :d].transpose(1, 2), qk[..., d:].transpose(1, 2)
         q, k = _rope(q, theta), _rope(k, theta)
         att = (q @ k.transpose(2, 3)) / math.sqrt(d)
-        causal = torch.full((s, s), float("-inf")).triu(1)
-        att = torch.softmax((att + causal).float(), -1).to(q.dtype)
+        att = torch.softmax((att + bias).float(), -1).to(q.dtype)
         o = (att @ v).transpose(1, 2).reshape(b, s, h) @ sd[p + "self_attn.o_proj.weight"].T
         x = res + o
         res = x

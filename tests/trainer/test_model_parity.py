@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from tiny_models import random_model
 
 from trainer.checkpoint import load_model, save_model
-from trainer.config import YuanConfig, preset
+from trainer.config import ConfigError, YuanConfig, preset
 from trainer.model import YuanForCausalLM
 
 TOL = 1e-4
@@ -244,3 +244,138 @@ def test_real_yuan2_config_keys_load_and_survive_resave(tmp_path: Path) -> None:
     again = load_model(out)
     with torch.no_grad():
         assert torch.equal(again(ids).logits, loaded(ids).logits)
+
+
+# -- <eod> inside a plain row: the reference's reset_attention_mask / reset_position_ids ----------
+
+
+def ids_with_eods(config: YuanConfig, eods: list[list[int]], width: int, seed: int) -> torch.Tensor:
+    """Random ids without `<eod>`, then `<eod>` at the given columns of each row."""
+    ids = random_ids(config, (len(eods), width), seed=seed)
+    ids[ids == config.eod_token_id] = config.eod_token_id + 1
+    for row, cols in enumerate(eods):
+        ids[row, cols] = config.eod_token_id
+    return ids
+
+
+def blocks_at_eod(config: YuanConfig, training: bool = False) -> bool:
+    """Whether the public reference cuts attention at `<eod>` (its LlamaModel.forward condition)."""
+    return config.reset_attention_mask and (training or config.reset_position_ids)
+
+
+FLAGS = [(True, True), (True, False), (False, True), (False, False)]
+FLAG_IDS = ["reset_pos+reset_attn", "reset_pos", "reset_attn", "no_reset"]
+EOD_ROWS = [[6], [3, 10]]  # one <eod> mid-row; two in the other row
+
+
+@pytest.mark.parametrize(("reset_position_ids", "reset_attention_mask"), FLAGS, ids=FLAG_IDS)
+def test_plain_row_with_eod_matches_reference(tmp_path: Path, reset_position_ids: bool,
+                                              reset_attention_mask: bool) -> None:
+    config = tiny_config(tied=False, reset_position_ids=reset_position_ids,
+                         reset_attention_mask=reset_attention_mask)
+    model = random_model(config, seed=11)
+    save_model(model, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")  # the flags travel through config.json
+    assert (loaded.config.reset_position_ids, loaded.config.reset_attention_mask) == (
+        reset_position_ids, reset_attention_mask)
+    ids = ids_with_eods(config, EOD_ROWS, 16, seed=4)
+    state, raw = full_state(model), config.to_dict()
+    with torch.no_grad():
+        ours = loaded(ids).logits
+    expected = reference_logits(state, raw, ids)
+    assert rel_diff(ours, expected) < TOL
+
+    # The test can fail: cutting attention at <eod> changes the tokens after it ...
+    other = reference_logits(state, {**raw, "reset_attention_mask": not blocks_at_eod(config),
+                                     "reset_position_ids": True}, ids)
+    assert rel_diff(other[:, 11:], expected[:, 11:]) > 100 * TOL
+    # ... and never the tokens up to the first <eod>.
+    assert rel_diff(other[1, :4], expected[1, :4]) < TOL
+    if blocks_at_eod(config):
+        # Not a packed row: positions and the LFA run on across the <eod>, as in the reference.
+        seg = (ids == config.eod_token_id).long().cumsum(1) - (ids == config.eod_token_id).long()
+        with torch.no_grad():
+            packed = loaded(ids, segment_ids=seg).logits
+        assert rel_diff(packed[:, 11:], ours[:, 11:]) > 100 * TOL
+
+
+@pytest.mark.parametrize(("reset_position_ids", "reset_attention_mask"), FLAGS, ids=FLAG_IDS)
+def test_plain_row_with_eod_in_training_mode(reset_position_ids: bool, reset_attention_mask: bool) -> None:
+    """In training mode the reference cuts at <eod> whenever reset_attention_mask is set."""
+    config = tiny_config(tied=True, reset_position_ids=reset_position_ids,
+                         reset_attention_mask=reset_attention_mask)
+    model = random_model(config, seed=12).train()
+    ids = ids_with_eods(config, EOD_ROWS, 14, seed=5)
+    with torch.no_grad():
+        ours = model(ids).logits
+    assert rel_diff(ours, reference_logits(full_state(model), config.to_dict(), ids, training=True)) < TOL
+
+
+def test_config_without_flags_cuts_at_eod_like_real_yuan2() -> None:
+    """A config.json without the flags reads them as the real Yuan2 configs have them (true)."""
+    raw = tiny_config(tied=False).to_dict()
+    for key in ("reset_attention_mask", "reset_position_ids"):
+        raw.pop(key)
+    config = YuanConfig.from_dict(raw)
+    assert config.reset_attention_mask and config.reset_position_ids
+    model = random_model(config, seed=13)
+    ids = ids_with_eods(config, EOD_ROWS, 12, seed=6)
+    with torch.no_grad():
+        ours = model(ids).logits
+    assert rel_diff(ours, reference_logits(full_state(model), config.to_dict(), ids)) < TOL
+    with pytest.raises(ConfigError, match="reset_attention_mask"):
+        YuanConfig.from_dict({**raw, "reset_attention_mask": "yes"})
+
+
+@pytest.mark.parametrize("flags", [(True, True), (False, False)], ids=["reset", "no_reset"])
+def test_plain_forward_keeps_the_causal_kernel_without_a_cutting_eod(flags: tuple[bool, bool]) -> None:
+    """No dense mask (the fast causal path) unless an <eod> before the last column cuts attention."""
+    config = tiny_config(tied=True, reset_position_ids=flags[0], reset_attention_mask=flags[1])
+    model = random_model(config, seed=14).model
+    no_eod = ids_with_eods(config, [[], []], 10, seed=7)
+    last_only = ids_with_eods(config, [[9], [9]], 10, seed=7)  # prompt<sep>answer<eod>
+    mid = ids_with_eods(config, [[4], []], 10, seed=7)
+    for ids in (no_eod, last_only):
+        assert model._context(ids, torch.float32, None, None, None).mask is None
+    assert (model._context(mid, torch.float32, None, None, None).mask is None) == (not flags[1])
+
+
+@pytest.mark.parametrize("last_is_eod", [False, True], ids=["eod_mid", "eod_last"])
+def test_cache_started_by_a_plain_forward_keeps_the_eod_cut(last_is_eod: bool) -> None:
+    """Decoding after a plain prefill sees what the reference's full recompute sees."""
+    config = tiny_config(tied=False)
+    model = random_model(config, seed=15)
+    full = ids_with_eods(config, [[4, 8 if last_is_eod else 6], [2]], 11, seed=8)
+    expected = reference_logits(full_state(model), config.to_dict(), full)
+    with torch.no_grad():
+        first = model(full[:, :9], use_cache=True)
+        second = model(full[:, 9:10], past_key_values=first.past_key_values, use_cache=True)
+        third = model(full[:, 10:], past_key_values=second.past_key_values, use_cache=True)
+    assert rel_diff(first.logits, expected[:, :9]) < TOL
+    assert rel_diff(second.logits, expected[:, 9:10]) < TOL
+    assert rel_diff(third.logits, expected[:, 10:]) < TOL
+
+
+@pytest.mark.parametrize(("reset_position_ids", "reset_attention_mask"), [(True, True), (False, True)],
+                         ids=["reset_pos+reset_attn", "reset_attn"])
+def test_remote_code_plain_forward_with_eod_matches_reference(tmp_path: Path, reset_position_ids: bool,
+                                                              reset_attention_mask: bool) -> None:
+    pytest.importorskip("transformers")
+    from transformers import AutoModelForCausalLM
+
+    from trainer.hf import write_remote_code
+
+    config = tiny_config(tied=True, reset_position_ids=reset_position_ids,
+                         reset_attention_mask=reset_attention_mask)
+    model = random_model(config, seed=16)
+    folder = tmp_path / "release"
+    save_model(model, folder)
+    write_remote_code(folder)
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True).eval()
+    ids = ids_with_eods(config, EOD_ROWS, 16, seed=9)
+    expected = reference_logits(full_state(model), json.loads((folder / "config.json").read_text()), ids)
+    with torch.no_grad():
+        # transformers' default use_cache=True (a fresh cache), without a cache, and a
+        # tokenizer's all-ones attention_mask: all plain forwards.
+        for kwargs in ({}, {"use_cache": False}, {"attention_mask": torch.ones_like(ids)}):
+            assert rel_diff(hf(ids, **kwargs).logits, expected) < TOL, kwargs
