@@ -203,7 +203,8 @@ def _release_stage(*, release: Release, run: TrainingRun, folder: Path, beat: Ca
     for name in EXPORTS:
         if (export / name).is_dir():
             files |= _copy_export(source=export / name, target=folder / name, prefix=name, beat=beat)
-    card = release_model_card(release=release, run=run, exports=[n for n in EXPORTS if (folder / n).is_dir()])
+    card = release_model_card(release=release, run=run, exports=[n for n in EXPORTS if (folder / n).is_dir()],
+                              sentencepiece=(folder / "merged" / "tokenizer.model").is_file())
     (folder / CARD).write_text(card, encoding="utf-8")
     files[CARD] = (len(card.encode("utf-8")), hashlib.sha256(card.encode("utf-8")).hexdigest())
     sums = "".join(f"{digest}  {name}\n" for name, (_, digest) in sorted(files.items()))
@@ -269,8 +270,12 @@ def _metric_rows(evaluation: Evaluation | None) -> list[tuple[str, str, str, str
     ]
 
 
-def release_model_card(*, release: Release, run: TrainingRun, exports: list[str]) -> str:
-    """README.md of a release: YAML metadata, then base model, data, cases, metrics, license and usage."""
+def release_model_card(*, release: Release, run: TrainingRun, exports: list[str], sentencepiece: bool = False) -> str:
+    """README.md of a release: YAML metadata, then base model, data, cases, metrics, license and usage.
+
+    `sentencepiece`: the merged folder ships a `tokenizer.model`, so Yuan's own
+    `LlamaTokenizer` recipe applies too.
+    """
     batch = _batch_of(run)
     version = batch.dataset_version
     evaluation = Evaluation.objects.filter(run=run).first()
@@ -302,6 +307,7 @@ def release_model_card(*, release: Release, run: TrainingRun, exports: list[str]
         "evaluation": evaluation,
         "metrics": _metric_rows(evaluation),
         "exports": exports,
+        "sentencepiece": sentencepiece,
         "license": settings.RELEASE_LICENSE,
         "page_url": settings.SITE_URL + reverse("releases:detail", args=[release.tag]),
     }

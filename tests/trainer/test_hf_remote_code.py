@@ -336,3 +336,147 @@ def test_yuan_tokenizer_model_folder(tmp_path: Path) -> None:
     assert (tok.eod_id, tok.sep_id) == tuple(300 + YUAN_ADDED_TOKENS.index(t) for t in ("<eod>", "<sep>"))
     text = "今天天气很好\n我们去公园散步。"
     assert tok.decode(tok.encode(text)) == text
+
+
+# -- the remote-code YuanTokenizer of releases with a sentencepiece tokenizer.model ----------
+
+YUAN_FIXTURE = REPO / "tests" / "fixtures" / "yuan_tokenizer"
+#: Yuan's add_tokens list, in its order (tools/preprocess_data_yuan.py).
+YUAN_ADD_LIST = [
+    "<sep>", "<pad>", "<mask>", "<predict>", "<FIM_SUFFIX>", "<FIM_PREFIX>", "<FIM_MIDDLE>", "<commit_before>",
+    "<commit_msg>", "<commit_after>", "<jupyter_start>", "<jupyter_text>", "<jupyter_code>", "<jupyter_output>",
+    "<empty_output>",
+]
+ROUND_TRIP_TEXTS = [
+    "John买了3件衬衫，每件售价为20美元。",
+    "def f(x):\n    return x\n\n\tpass\n",
+    "求 $\\frac{1}{2}$ 😀 全角　空格 不间断\u00a0空格",
+    "   leading and trailing   ",
+    "\n\n\nrepeated\n\n",
+    "写着 <sep> 和 <eod> 结束",
+    "问题<sep>回答<eod>",
+    "<mask><FIM_PREFIX>a<FIM_SUFFIX> b<FIM_MIDDLE><commit_msg>c<empty_output>",
+    " ",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def yuan_tok_folder(tmp_path_factory) -> Path:
+    """A release's tokenizer files: what export writes (`Tokenizer.save`) plus the remote tokenizer class."""
+    import shutil
+
+    pytest.importorskip("sentencepiece")
+    folder = tmp_path_factory.mktemp("yuan_tok") / "release"
+    load_tokenizer(YUAN_FIXTURE).save(folder)
+    # write_remote_code would copy it too, but it needs a config.json; the tokenizer does not.
+    shutil.copyfile(REPO / "trainer" / "hf" / "tokenization_yuan.py", folder / "tokenization_yuan.py")
+    return folder
+
+
+def yuan_rules_ids(text: str, added: dict[str, int]) -> list[int]:
+    """Yuan's ids, by the rules: added strings split the text, each other chunk is sentencepiece.encode."""
+    import re
+
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(YUAN_FIXTURE / "tokenizer.model"))
+    ids: list[int] = []
+    for chunk in re.split("(" + "|".join(re.escape(t) for t in added) + ")", text):
+        if chunk in added:
+            ids.append(added[chunk])
+        elif chunk:
+            ids += sp.encode(chunk)
+    return ids
+
+
+def auto_yuan_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+
+
+def test_sentencepiece_tokenizer_files(yuan_tok_folder: Path) -> None:
+    config = json.loads((yuan_tok_folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["auto_map"] == {"AutoTokenizer": ["tokenization_yuan.YuanTokenizer", None]}
+    assert (config["add_bos_token"], config["add_eos_token"], config["legacy"]) == (False, False, True)
+    assert (config["eos_token"], config["pad_token"], config["sep_token"]) == ("<eod>", "<eod>", "<sep>")
+    decoder = {entry["content"]: int(i) for i, entry in config["added_tokens_decoder"].items()}
+    assert decoder["<eod>"] == 77185 and decoder["<sep>"] == 77187 and decoder["<pad>"] == 77188
+    # The names the sentencepiece model lacks get the next ids in Yuan's order.
+    assert [decoder[t] for t in ("<mask>", "<predict>", "<FIM_SUFFIX>", "<FIM_PREFIX>", "<FIM_MIDDLE>")] == list(
+        range(134953, 134958))
+    assert decoder["<commit_before>"] == 96635
+    assert all(not e["lstrip"] and not e["rstrip"] and e["special"] for e in config["added_tokens_decoder"].values())
+    assert (yuan_tok_folder / "tokenizer.model").read_bytes() == (YUAN_FIXTURE / "tokenizer.model").read_bytes()
+
+
+def test_tokenizer_files_module_imports_neither_torch_nor_transformers() -> None:
+    import subprocess
+    import sys
+
+    path = str(REPO / "trainer" / "hf" / "tokenizer_files.py")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('tf', {path!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_write_sentencepiece_tokenizer_refuses_bad_tokens(tmp_path: Path) -> None:
+    from trainer.hf.tokenizer_files import write_sentencepiece_tokenizer
+
+    model = YUAN_FIXTURE / "tokenizer.model"
+    with pytest.raises(ValueError, match="share id"):
+        write_sentencepiece_tokenizer(tmp_path, model, {"<eod>": 5, "<sep>": 5})
+    with pytest.raises(ValueError, match="sep token"):
+        write_sentencepiece_tokenizer(tmp_path, model, {"<eod>": 5})
+    with pytest.raises(FileNotFoundError):
+        write_sentencepiece_tokenizer(tmp_path, tmp_path / "missing.model", {"<eod>": 5, "<sep>": 6})
+
+
+def test_yuan_tokenizer_gives_sentencepiece_ids_and_exact_decode(yuan_tok_folder: Path) -> None:
+    tok = auto_yuan_tokenizer(yuan_tok_folder)
+    assert type(tok).__name__ == "YuanTokenizer"
+    ours = load_tokenizer(yuan_tok_folder)
+    added = dict(ours.added)
+    assert len(tok) == len(ours) == 134958
+    assert (tok.eos_token_id, tok.pad_token_id, tok.sep_token_id) == (77185, 77185, 77187)
+    for text in ROUND_TRIP_TEXTS:
+        want = yuan_rules_ids(text, added)
+        assert tok.encode(text) == want, text
+        assert tok(text)["input_ids"] == want, text
+        assert ours.encode(text, allow_special=True) == want, text
+        assert tok.decode(want) == text, text
+    assert tok.decode(tok.encode("问题<sep>回答<eod>"), skip_special_tokens=True) == "问题回答"
+    assert tok.batch_decode([tok.encode(t) for t in ROUND_TRIP_TEXTS]) == ROUND_TRIP_TEXTS
+    # Ids the vocabulary lacks (padding rows of the embedding) decode to nothing, not an error.
+    assert tok.decode([*tok.encode("你好"), 135030]) == "你好"
+
+
+def test_yuan_tokenizer_survives_yuan_add_tokens_save_and_pickle(yuan_tok_folder: Path, tmp_path: Path) -> None:
+    import pickle
+
+    tok = auto_yuan_tokenizer(yuan_tok_folder)
+    text = "写着<mask>和 <FIM_MIDDLE>\n  结束"
+    want = tok.encode(text)
+    assert tok.add_tokens(YUAN_ADD_LIST, special_tokens=True) == 0
+    assert tok.encode(text) == want
+    tok.save_pretrained(str(tmp_path / "copy"))
+    again = auto_yuan_tokenizer(tmp_path / "copy")
+    assert type(again).__name__ == "YuanTokenizer" and again.encode(text) == want
+    assert pickle.loads(pickle.dumps(tok)).encode(text) == want
+    batch = tok(["短", "a much longer prompt here"], padding=True)
+    assert tok.padding_side == "left" and batch["attention_mask"][0][0] == 0
+
+
+def test_write_remote_code_ships_the_tokenizer_only_with_tokenizer_model(folder: Path, tmp_path: Path) -> None:
+    assert not (folder / "tokenization_yuan.py").exists()  # byte tokenizer: tokenizer.json, no remote code
+    sp_release = tmp_path / "sp_release"
+    save_model(random_model(tiny_config(True), 0), sp_release)
+    load_tokenizer(YUAN_FIXTURE).save(sp_release)
+    write_remote_code(sp_release)
+    assert (sp_release / "tokenization_yuan.py").read_bytes() == (
+        REPO / "trainer" / "hf" / "tokenization_yuan.py").read_bytes()

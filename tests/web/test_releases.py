@@ -7,7 +7,7 @@ import pytest
 import yaml
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.text import slugify
-from trainer.checkpoint import load_model, verify_sha256sums
+from trainer.checkpoint import load_model, verify_sha256sums, write_sha256sums
 
 from accounts.models import User
 from accounts.services import user_create
@@ -179,6 +179,20 @@ def test_merged_only_release_when_there_is_no_adapter(publishable: Callable, mai
     release = release_publish(run=publishable(adapter=False), by=maintainer)
     names = list(ReleaseFile.objects.filter(release=release).values_list("name", flat=True))
     assert not [n for n in names if n.startswith("adapter/")] and "PeftModel" not in release.model_card
+
+
+def test_card_gives_yuans_llamatokenizer_recipe_only_with_a_sentencepiece_model(
+    publishable: Callable, maintainer: User, settings
+) -> None:
+    byte_release = release_publish(run=publishable(), by=maintainer, tag="byte-tokenizer")
+    assert "LlamaTokenizer" not in byte_release.model_card
+    run = publishable()
+    merged = Path(settings.ARTIFACT_ROOT) / run.run_dir / "export" / "merged"
+    (merged / "tokenizer.model").write_bytes(b"sentencepiece model bytes")
+    write_sha256sums(merged)
+    card = release_publish(run=run, by=maintainer, tag="sentencepiece-tokenizer").model_card
+    assert 'LlamaTokenizer.from_pretrained(path, add_eos_token=False, add_bos_token=False, eos_token="<eod>")' in card
+    assert "| `AutoTokenizer`, `trust_remote_code=True` | checked | checked | checked |" in card
 
 
 def test_withdrawn_releases_leave_the_public_list(publishable: Callable, maintainer: User) -> None:

@@ -10,7 +10,13 @@ It copies three files into the folder: `modeling_yuan.py` and
 `trainer/model.py` (which imports only torch) that `modeling_yuan.py` imports
 relatively; transformers' dynamic-module loader copies such relative imports
 along. `config.json` gets an `auto_map` naming the two classes, every other key
-is kept. This module itself imports neither torch nor transformers.
+is kept. A folder with a sentencepiece `tokenizer.model` (whose configs
+`tokenizer_files.write_sentencepiece_tokenizer` writes) also gets
+`tokenization_yuan.py`, the tokenizer class its `tokenizer_config.json` names for
+
+    AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+
+This module itself imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ _HERE = Path(__file__).resolve().parent
 #: The network, copied into each release as `yuan_lfa.py`.
 MODEL_SOURCE = _HERE.parent / "model.py"
 REMOTE_FILES = ("configuration_yuan.py", "modeling_yuan.py")
+#: The tokenizer class, shipped only next to a sentencepiece `tokenizer.model`
+#: (a folder with the byte tokenizer's `tokenizer.json` needs no remote code).
+TOKENIZER_REMOTE_FILE = "tokenization_yuan.py"
 LFA_MODULE = "yuan_lfa.py"
 AUTO_MAP = {
     "AutoConfig": "configuration_yuan.YuanConfig",
@@ -46,6 +55,8 @@ def write_remote_code(folder: str | Path) -> None:
     shutil.copyfile(MODEL_SOURCE, folder / LFA_MODULE)
     for name in REMOTE_FILES:
         shutil.copyfile(_HERE / name, folder / name)
+    if (folder / "tokenizer.model").is_file():
+        shutil.copyfile(_HERE / TOKENIZER_REMOTE_FILE, folder / TOKENIZER_REMOTE_FILE)
 
     # Keep auto_map entries of other Auto classes whose code is in the folder (a
     # reference checkpoint's entries point at files that are not, e.g. yuan_hf_model.py).
@@ -68,4 +79,4 @@ def _module_file_exists(folder: Path, ref: str) -> bool:
     return (folder / f"{module.replace('.', '/')}.py").is_file()
 
 
-__all__ = ["AUTO_MAP", "write_remote_code"]
+__all__ = ["AUTO_MAP", "TOKENIZER_REMOTE_FILE", "write_remote_code"]

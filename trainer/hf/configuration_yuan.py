@@ -7,7 +7,8 @@ every key of the public Yuan2 `config.json` files (`use_flash_attention`,
 `causal_mask`, `reset_attention_mask`, `reset_position_ids`, `use_loss_mask`,
 `eod_token`, `sep_token`, `dropout`, ...) and writes unknown keys back unchanged.
 
-Works with transformers 4.46 and later, 5.x included.
+Works with transformers 4.36 (what Yuan's docs pin), 4.46 and 5.x
+(`scripts/transformers_compat.py` checks all three).
 """
 
 from transformers import PretrainedConfig

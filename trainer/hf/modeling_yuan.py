@@ -25,8 +25,14 @@ therefore never uses static caches, `torch.compile`d decoding or assisted
 decoding. cotrain's `trainer.generation` is the supported and tested path for
 production inference; `generate()` here is a convenience for users.
 
-Works with transformers 4.46 and later, 5.x included (where the cache argument
-and output field are named `cache` instead of `past_key_values`: both are accepted).
+Works with transformers 4.36 (what Yuan's docs pin), 4.46 and 5.x; 5.2x names the
+cache argument and output field `cache` instead of `past_key_values`, and both are
+accepted. 4.36's `generate()` hands back whatever object the model returned as
+`past_key_values` without converting it, so our cache goes through untouched
+there too; a legacy tuple-of-tuples cache is refused with a `TypeError` in every
+version (it cannot hold the LFA inputs). `scripts/transformers_compat.py` loads a
+release under each of these versions and compares `generate()`'s greedy tokens
+with `trainer.generation`.
 """
 
 import dataclasses
