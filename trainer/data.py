@@ -370,23 +370,19 @@ def _yuan_clean(text: str) -> str:
     return text.replace("\r", "").replace("<n>", "\n").replace("▃", "")
 
 
-def encode_example(ex: Example, tokenizer: Tokenizer, seq_len: int, *, loss_mask: str = "yuan",
-                   encoded: tuple[list[int], list[int]] | None = None) -> EncodedExample | str:
-    """`prompt <sep> response <eod>` with its loss targets, fitted to `seq_len`; or a drop reason.
-
-    `encoded` gives the (prompt, response) ids of `yuan_line_parts` when the
-    caller encoded them already (in a batch, see `build_rows`).
-    """
-    _check_seq_len(seq_len)
-    if loss_mask not in LOSS_MASKS:
-        raise ValueError(f"loss_mask must be one of {', '.join(LOSS_MASKS)}, got {loss_mask!r}")
+def encode_example(ex: Example, tokenizer: Tokenizer, seq_len: int, *, loss_mask: str = "yuan"
+                   ) -> EncodedExample | str:
+    """`prompt <sep> response <eod>` with its loss targets, fitted to `seq_len`; or a drop reason."""
+    _check_encoding(seq_len, loss_mask)
     prompt_text, response_text = yuan_line_parts(ex.prompt, ex.response)
     if not response_text.strip():
         return EMPTY_RESPONSE
-    if encoded is None:
-        prompt, response = tokenizer.encode(prompt_text), tokenizer.encode(response_text)
-    else:
-        prompt, response = encoded
+    return _fit(ex, tokenizer.encode(prompt_text), tokenizer.encode(response_text), tokenizer, seq_len, loss_mask)
+
+
+def _fit(ex: Example, prompt: list[int], response: list[int], tokenizer: Tokenizer, seq_len: int, loss_mask: str
+         ) -> EncodedExample | str:
+    """The row of one example from its encoded (cleaned) prompt and response."""
     room = seq_len - len(response) - 2  # tokens left for the prompt after <sep> and <eod>
     if room < 0:
         return RESPONSE_TOO_LONG
@@ -402,6 +398,12 @@ def encode_example(ex: Example, tokenizer: Tokenizer, seq_len: int, *, loss_mask
     end = len(ids) - 1
     targets = [IGNORE_INDEX] * start + ids[start + 1:end + 1] + [IGNORE_INDEX]
     return EncodedExample(id=ex.id, input_ids=ids, targets=targets, weight=ex.weight, truncation=truncation)
+
+
+def _check_encoding(seq_len: int, loss_mask: str) -> None:
+    _check_seq_len(seq_len)
+    if loss_mask not in LOSS_MASKS:
+        raise ValueError(f"loss_mask must be one of {', '.join(LOSS_MASKS)}, got {loss_mask!r}")
 
 
 def _check_seq_len(seq_len: int) -> None:
@@ -485,13 +487,18 @@ def build_rows(examples: list[Example], tokenizer: Tokenizer, seq_len: int, *, p
     -100, segment id -1 and weight 0. Dropped examples are only counted; if all
     are dropped the RowSet is empty and the report says why.
     """
+    _check_encoding(seq_len, loss_mask)
     report = DataReport(total=len(examples), seq_len=seq_len)
     encoded: list[EncodedExample] = []
-    # One batch call for all texts: the tokenizer encodes it in parallel, in native code.
+    # What encode_example does one by one, with one batch call for all texts: the
+    # tokenizer encodes it in parallel, in native code.
     parts = [yuan_line_parts(ex.prompt, ex.response) for ex in examples]
-    ids = tokenizer.encode_batch([text for pair in parts for text in pair])
-    for i, ex in enumerate(examples):
-        enc = encode_example(ex, tokenizer, seq_len, loss_mask=loss_mask, encoded=(ids[2 * i], ids[2 * i + 1]))
+    kept = [i for i, (_, response) in enumerate(parts) if response.strip()]
+    ids = iter(tokenizer.encode_batch([text for i in kept for text in parts[i]]))
+    fitted: dict[int, EncodedExample | str] = {i: _fit(examples[i], next(ids), next(ids), tokenizer, seq_len, loss_mask)
+                                               for i in kept}
+    for i in range(len(examples)):
+        enc = fitted.get(i, EMPTY_RESPONSE)
         if isinstance(enc, str):
             report.dropped[enc] = report.dropped.get(enc, 0) + 1
             continue

@@ -54,8 +54,6 @@ class TokenizerError(ValueError):
 class Tokenizer:
     """What the trainer needs of a tokenizer: ids of `<eod>` and `<sep>`, encode, decode, save."""
 
-    #: "sentencepiece", "tokenizers" or "byte": which implementation encodes.
-    kind = "abstract"
     eod_id: int
     sep_id: int
 
@@ -100,8 +98,6 @@ class SentencePieceTokenizer(Tokenizer):
     None of `<eod>`, `<sep>`, `<n>`, `<pad>` can come out of the model's merges
     (no two pieces concatenate to them), so plain text never yields them.
     """
-
-    kind = "sentencepiece"
 
     def __init__(self, model_file: str | Path, added: dict[str, int] | None = None) -> None:
         import sentencepiece
@@ -248,8 +244,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 class HFTokenizer(Tokenizer):
     """A `transformers` tokenizer (a `tokenizer.json`); `<n>` for newlines when its vocabulary needs it."""
 
-    kind = "tokenizers"
-
     def __init__(self, hf: Any) -> None:
         self.hf = hf
         vocab = hf.get_vocab()
@@ -277,17 +271,12 @@ class HFTokenizer(Tokenizer):
         return ids + self._encode(text[pos:])
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        plain = [i for i, text in enumerate(texts) if not self._control.search(text)]
-        out: list[list[int]] = [[] for _ in texts]
-        if plain:
-            batch = [self._prepare(texts[i]) for i in plain]
-            # The fast tokenizer encodes a batch in parallel in Rust.
-            for i, ids in zip(plain, self.hf(batch, add_special_tokens=False)["input_ids"], strict=True):
-                out[i] = list(ids) if texts[i] else []
-        for i, text in enumerate(texts):
-            if self._control.search(text):
-                out[i] = self.encode(text)
-        return out
+        # The fast tokenizer encodes a batch in parallel in Rust; the rare text holding a
+        # control string goes through encode(), which keeps it as characters.
+        special = {i for i, text in enumerate(texts) if self._control.search(text)}
+        plain = [self._prepare(text) for i, text in enumerate(texts) if i not in special]
+        out = iter(self.hf(plain, add_special_tokens=False)["input_ids"] if plain else [])
+        return [self.encode(text) if i in special else list(next(out)) for i, text in enumerate(texts)]
 
     def _prepare(self, text: str) -> str:
         return text.replace("\n", self._newline_token) if self._newline_token else text
@@ -329,7 +318,6 @@ def byte_tokenizer() -> HFTokenizer:
     hf = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=EOD, pad_token=EOD,
                                  bos_token=EOD, unk_token="<unk>", sep_token=SEP)
     tok = HFTokenizer(hf)
-    tok.kind = "byte"
     if (tok.eod_id, tok.sep_id) != (BYTE_EOD_ID, BYTE_SEP_ID) or len(hf) > BYTE_VOCAB:
         raise TokenizerError(f"byte tokenizer ids drifted: eod={tok.eod_id} sep={tok.sep_id}")
     return tok
