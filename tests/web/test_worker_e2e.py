@@ -176,7 +176,10 @@ def test_cancel_stops_the_trainer(live, maintainer: User) -> None:
 
 def test_a_killed_worker_leaves_a_run_that_the_next_worker_resumes(live, maintainer: User) -> None:
     worker, version = live
-    recipe = replace(TINY_RECIPE, max_steps=24, checkpoint_every=2, eval_max_new_tokens=4)
+    # Enough steps that the run cannot finish between the platform seeing a checkpoint and the kill: the tiny
+    # model trains tens of steps a second, and the platform learns the step only at its next progress poll.
+    steps = 400
+    recipe = replace(TINY_RECIPE, max_steps=steps, checkpoint_every=4, eval_max_new_tokens=4)
     run = run_start(version=version, base_checkpoint="demo", recipe=recipe, by=maintainer)
     folder = run_dir_abspath(run=TrainingRun.objects.get(pk=run.pk))
     wait_for(lambda: any((folder / "checkpoints").glob("step_*/COMPLETE")) and _run(run.pk).step >= 5, worker,
@@ -188,13 +191,13 @@ def test_a_killed_worker_leaves_a_run_that_the_next_worker_resumes(live, maintai
              what="the resumed run")
     run = _run(run.pk)
     assert run.status == RunStatus.SUCCEEDED, (run.error, run.log_tail)
-    assert run.attempt == 2 and run.step == 24
+    assert run.attempt == 2 and run.step == steps
     result = json.loads((folder / "result.json").read_text())
     assert result["resumed_from_step"] and result["resumed_from_step"] >= 2
     # metrics.jsonl holds each step once: the lost attempt's steps after its checkpoint were replaced.
-    steps = [r["step"] for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
-             if r["kind"] == "train"]
-    assert steps == list(range(1, 25))
+    logged = [r["step"] for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+              if r["kind"] == "train"]
+    assert logged == list(range(1, steps + 1))
 
 
 def test_a_tampered_dataset_fails_the_run_and_the_trainer_never_starts(live, maintainer: User) -> None:
