@@ -3,6 +3,7 @@
 Both apply to every submission: one person cannot flood from many addresses, and
 one address cannot flood with many accounts. Rates are settings
 (COTRAIN_SUBMIT_RATE_USER / COTRAIN_SUBMIT_RATE_IP); counts live in the cache.
+The address is `cotrain_site.client_ip`'s, as for the sign-up and login limits.
 The API applies the throttles through DRF; the web form calls
 `submit_refusal`, which runs the same throttles on the same counters, so a
 person has one allowance whichever way they submit.
@@ -16,11 +17,18 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from cotrain_site.client_ip import client_ip
+
 
 class _SubmitThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
         # Read at request time (DRF reads it at import), so a changed setting applies.
         return settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][self.scope]
+
+    def get_ident(self, request: Request | HttpRequest) -> str:
+        # The address every limit counts (X-Forwarded-For only from trusted proxies),
+        # rather than DRF's own reading of the header.
+        return client_ip(request)
 
     def allow_request(self, request: Request | HttpRequest, view: APIView | None) -> bool:
         if request.method != "POST":

@@ -5,8 +5,8 @@ from django.contrib.auth.models import Group
 
 from accounts.models import User
 from accounts.roles import ROLE_PERMISSIONS, TRIAGE_PERMISSION
-from accounts.selectors import user_is_maintainer
-from accounts.services import api_token_get_or_create, api_token_rotate, roles_sync
+from accounts.selectors import api_token_by_hash, user_is_maintainer
+from accounts.services import api_token_create, api_token_hash, roles_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,9 @@ def test_contributor_and_maintainer_roles(contributor: User, maintainer: User) -
 
 
 def test_token_rotation_invalidates_the_old_token(contributor: User) -> None:
-    old = api_token_get_or_create(user=contributor).key
-    assert api_token_get_or_create(user=contributor).key == old
-    new = api_token_rotate(user=contributor).key
+    # Only a key's hash is kept, so a key cannot be read back: a new token replaces the old.
+    old = api_token_create(user=contributor).key
+    new = api_token_create(user=contributor).key
     assert new != old
+    assert api_token_by_hash(key_hash=api_token_hash(old)) is None
+    assert api_token_by_hash(key_hash=api_token_hash(new)).user == contributor
