@@ -9,6 +9,7 @@ posts twice. Every write here goes through `ghsync.services`.
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from intake.models import FeedbackCase
 
@@ -94,7 +95,8 @@ class GithubItem(models.Model):
     external_id = models.CharField(max_length=100, unique=True)
     github_id = models.BigIntegerField()
     issue_number = models.PositiveIntegerField()
-    html_url = models.URLField(max_length=500)
+    # Empty when GitHub's link was not an http(s) URL on the source's server (see `ghsync.sanitize`).
+    html_url = models.URLField(max_length=500, blank=True)
     title = models.CharField(max_length=300, blank=True)
     author_login = models.CharField(max_length=100, db_index=True)
     author_association = models.CharField(max_length=30, blank=True)
@@ -102,6 +104,8 @@ class GithubItem(models.Model):
     # Scenario, example pairs ({input, output, bad_output}), notes, language... as `ghsync.parsing` read them.
     parsed = models.JSONField(default=dict, blank=True)
     plus_one = models.PositiveIntegerField(default=0, help_text="👍 reactions on GitHub; they count as votes.")
+    # What was changed to store the latest version: control characters removed, fields cut, ...
+    cleaning = models.JSONField(default=list, blank=True)
     state = models.CharField(max_length=10, choices=ItemState.choices)
     skip_reason = models.CharField(max_length=200, blank=True)
     case = models.OneToOneField(
@@ -125,22 +129,41 @@ class GithubItem(models.Model):
 class DeliveryStatus(models.TextChoices):
     RECEIVED = "received", "received"
     PROCESSING = "processing", "processing"
-    DONE = "done", "done"
-    IGNORED = "ignored", "ignored"
+    PROCESSED = "processed", "processed"
     FAILED = "failed", "failed"
 
 
-class WebhookDelivery(models.Model):
-    """A verified webhook delivery, stored before it is processed (its id makes redeliveries no-ops)."""
+# GitHub's delivery ids are UUIDs; longer ids are refused (400), never cut: two ids
+# with a common prefix are two deliveries.
+DELIVERY_ID_MAX = 255
 
-    delivery_id = models.CharField(max_length=100, unique=True)
+
+class WebhookDelivery(models.Model):
+    """A verified webhook delivery, stored before it is processed (its id makes redeliveries no-ops).
+
+    Every delivery ends `processed` (`result` says what it did, or why it was ignored)
+    or `failed` (`error` says why); `ghsync.services.webhooks` holds the moves between.
+    """
+
+    delivery_id = models.CharField(max_length=DELIVERY_ID_MAX, unique=True)
     event = models.CharField(max_length=50)
     action = models.CharField(max_length=50, blank=True)
     payload = models.JSONField()
     status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.RECEIVED)
     result = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    # Claims so far; the retry limit counts them (a redelivery or "process again" starts over).
+    attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True)
+    # When the latest message for it was sent, or is due (a retry waiting out its back-off):
+    # a `received` delivery whose message is overdue was lost and is sent again by the sweeper.
+    queued_at = models.DateTimeField(default=timezone.now)
+    # When the current attempt claimed it: a `processing` claim much older than this died with its worker.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "queued_at"], name="webhookdelivery_due")]
 
     def __str__(self) -> str:
         return f"{self.event}.{self.action} {self.delivery_id}"
@@ -181,6 +204,9 @@ class OutgoingComment(models.Model):
     # first looks for the marker on GitHub before posting.
     attempts = models.PositiveIntegerField(default=0)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # When the latest message to post it was sent, or is due (a retry's back-off): a pending
+    # comment whose message is overdue was lost and is sent again by the sweeper.
+    queued_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True)

@@ -4,7 +4,15 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from ghsync.models import CommentKind, GithubItem, GithubSource, OutgoingComment, WebhookDelivery
+from ghsync.models import (
+    CommentKind,
+    CommentStatus,
+    DeliveryStatus,
+    GithubItem,
+    GithubSource,
+    OutgoingComment,
+    WebhookDelivery,
+)
 from ghsync.services.priority import PriorityWhy, priority_for, report_counts
 from intake.models import CaseStatus
 
@@ -17,17 +25,29 @@ def source_get(*, source_id: int) -> GithubSource:
     return GithubSource.objects.get(pk=source_id)
 
 
-def source_for_delivery(*, delivery: WebhookDelivery) -> GithubSource | None:
-    full_name = ((delivery.payload or {}).get("repository") or {}).get("full_name") or ""
-    return GithubSource.objects.filter(repo__iexact=full_name).first()
+def source_for_delivery(*, delivery_id: int) -> GithubSource | None:
+    payload = WebhookDelivery.objects.values_list("payload", flat=True).get(pk=delivery_id)
+    repository = payload.get("repository") if isinstance(payload, dict) else None
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    return GithubSource.objects.filter(repo__iexact=full_name).first() if isinstance(full_name, str) else None
+
+
+def deliveries_failed(*, limit: int = 50) -> list[WebhookDelivery]:
+    """The failed webhook deliveries, newest first, for maintainers to read and process again."""
+    return list(WebhookDelivery.objects.filter(status=DeliveryStatus.FAILED).order_by("-received_at")[:limit])
+
+
+def comments_failed(*, limit: int = 50) -> list[OutgoingComment]:
+    """The GitHub posts that failed, newest first, for maintainers to try again."""
+    return list(
+        OutgoingComment.objects.filter(status=CommentStatus.FAILED)
+        .select_related("source")
+        .order_by("-created_at")[:limit]
+    )
 
 
 def sources_all() -> QuerySet[GithubSource]:
     return GithubSource.objects.order_by("repo")
-
-
-def outgoing_comment_get(*, comment_id: int) -> OutgoingComment:
-    return OutgoingComment.objects.select_related("source").get(pk=comment_id)
 
 
 def items_needing_example(*, source: GithubSource) -> list[GithubItem]:

@@ -3,8 +3,9 @@
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError
 
+from cotrain_site.jobs import enqueue_on_commit
 from ghsync import selectors, services
 from ghsync.client import GithubUnavailable
 
@@ -32,20 +33,25 @@ def sync_source(source_id: int) -> dict[str, object]:
     finally:
         services.source_release(source_id=source_id)
     if source.ask_for_examples:
-        transaction.on_commit(lambda: ask_for_examples.delay(source_id))
+        enqueue_on_commit("ghsync.tasks.ask_for_examples", source_id)
     return summary.as_dict()
 
 
-@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
-def process_delivery(delivery_id: int) -> str:
-    delivery = services.delivery_claim(delivery_id=delivery_id)
-    if delivery is None:
-        return "nothing to do"
-    result = services.delivery_process(delivery=delivery)
-    source = selectors.source_for_delivery(delivery=delivery)
-    if source is not None and source.ask_for_examples:
-        transaction.on_commit(lambda: ask_for_examples.delay(source.pk))
-    return result
+# The delivery's own attempts (counted on its row) limit its retries, not Celery's count
+# (max_retries=None): the sweeper's messages start Celery's count at 0 again. A transient
+# error outside the attempt (the database down at the claim) is retried 3 times by
+# Celery; the row waits meanwhile, and the sweeper sends it again if those run out.
+@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=None,
+             retry_kwargs={"max_retries": 3})  # fmt: skip
+def process_delivery(self, delivery_id: int) -> str:
+    run = services.delivery_run(delivery_id=delivery_id)
+    if run.retry_in is not None:
+        raise self.retry(countdown=run.retry_in)
+    if run.processed:
+        source = selectors.source_for_delivery(delivery_id=delivery_id)
+        if source is not None and source.ask_for_examples:
+            enqueue_on_commit("ghsync.tasks.ask_for_examples", source.pk)
+    return run.result
 
 
 @shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
@@ -67,11 +73,21 @@ def ask_for_examples(source_id: int) -> int:
     return posted
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=(*TRANSIENT, GithubUnavailable), retry_backoff=60, max_retries=8)
+# As for deliveries: the comment's attempts limit its retries.
+@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=None,
+             retry_kwargs={"max_retries": 3})  # fmt: skip
 def post_comment(self, comment_id: int) -> str:
-    comment = selectors.outgoing_comment_get(comment_id=comment_id)
-    client = services.source_client(source=comment.source)
-    return services.comment_post(comment_id=comment_id, client=client).status
+    """Post one recorded comment; GitHub unavailable: retried with back-off (the comment's attempts limit it)."""
+    run = services.comment_post_run(comment_id=comment_id)
+    if run.retry_in is not None:
+        raise self.retry(countdown=run.retry_in)
+    return run.status
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def sweep_stale() -> dict[str, dict[str, int]]:
+    """Periodic (beat): send again the deliveries and posts whose message was lost or whose worker died."""
+    return {"deliveries": services.deliveries_sweep(), "comments": services.comments_sweep()}
 
 
 @shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)

@@ -1,9 +1,13 @@
-"""Fixtures for the ghsync tests: a local GitHub server, a fake clock, a configured source."""
+"""Fixtures for the ghsync tests: a local GitHub server, a fake clock, a configured source, the broker's queue."""
 
+import base64
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 
 from ghsync.client import RetryPolicy
 from ghsync.models import GithubSource
@@ -11,7 +15,7 @@ from ghsync.services import SyncSummary, source_client, source_create_or_update,
 
 from .github_fake import FakeGithub, FakeGithubServer
 
-__all__ = ["clock", "github", "source", "sync"]
+__all__ = ["broker", "clock", "github", "source", "sync"]
 REPO = "IEIT-Yuan/Yuan-2.0"
 WEBHOOK_SECRET = "It's a Secret to Everybody"
 
@@ -40,6 +44,8 @@ def github(settings) -> Iterator[FakeGithub]:
     with FakeGithubServer() as server:
         server.fake.load_yuan(REPO)
         settings.GITHUB_API_URL = server.base_url
+        # The fixtures are github.com's payloads, read here through a local API address.
+        settings.GITHUB_WEB_URL = "https://github.com"
         settings.GITHUB_TOKEN = "ghp_test_token_not_real"
         settings.GITHUB_WEBHOOK_SECRET = WEBHOOK_SECRET
         yield server.fake
@@ -64,3 +70,34 @@ def sync(source: GithubSource, clock: FakeClock) -> Callable[..., SyncSummary]:
         return source_sync(source=fresh, client=client, **options)
 
     return run
+
+
+@dataclass
+class BrokerQueue:
+    """The Celery messages really sent to the broker (Redis, the `default` queue), read back without a worker."""
+
+    client: redis.Redis
+
+    def sent(self, task: str) -> list[list[object]]:
+        """The args of each message for `task`, oldest first (kombu pushes to the left)."""
+        found = []
+        for raw in reversed(self.client.lrange("default", 0, -1)):
+            message = json.loads(raw)
+            if message["headers"]["task"] == task:
+                args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+                found.append(args)
+        return found
+
+    def ids(self, task: str) -> list[object]:
+        return [args[0] for args in self.sent(task)]
+
+
+@pytest.fixture
+def broker() -> Iterator[BrokerQueue]:
+    url = django_settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        pytest.skip("reads the messages back from a Redis broker")
+    queue = BrokerQueue(redis.Redis.from_url(url))
+    queue.client.delete("default")
+    yield queue
+    queue.client.delete("default")

@@ -19,7 +19,7 @@ from releases.models import Release, ReleaseStatus
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
 from .ghsync_support import *  # noqa: F403 - the fixtures: github, clock, source, sync
-from .ghsync_support import REPO
+from .ghsync_support import REPO, BrokerQueue
 from .github_fake import FakeGithub
 
 pytestmark = pytest.mark.django_db
@@ -104,14 +104,13 @@ def post_all(source: GithubSource) -> None:
 
 
 def test_report_posts_once_per_issue_with_label_and_never_twice(
-    release: Release, github: FakeGithub, source: GithubSource, monkeypatch: pytest.MonkeyPatch,
+    release: Release, github: FakeGithub, source: GithubSource, broker: BrokerQueue,
     django_capture_on_commit_callbacks,
 ) -> None:  # fmt: skip
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.post_comment, "delay", queued.append)
     source_set_options(source=source, report_back=True)
     with django_capture_on_commit_callbacks(execute=True):
         intents = report_release(release=release)
+    queued = broker.ids("ghsync.tasks.post_comment")
     assert len(intents) == 4 and sorted(queued) == sorted(c.pk for c in intents)
     for pk in queued:
         tasks.post_comment(pk)  # the task body, as a worker runs it

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,12 +16,13 @@ from ghsync.models import DeliveryStatus, GithubItem, GithubSource, ItemState, W
 from intake.models import CaseStatus, FeedbackCase
 
 from .ghsync_support import *  # noqa: F403 - the fixtures: github, clock, source, sync
-from .ghsync_support import WEBHOOK_SECRET
+from .ghsync_support import WEBHOOK_SECRET, BrokerQueue
 from .github_fake import FakeGithub, load_fixture
 
 pytestmark = pytest.mark.django_db
 URL = "/github/webhook/"
 COMMENT_EXT = "127.0.0.1/IEIT-Yuan/Yuan-2.0#1/comment-1842200201"
+Enqueued = Callable[[], list[object]]
 
 
 def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
@@ -28,10 +30,9 @@ def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
 
 
 @pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    monkeypatch.setattr(tasks.process_delivery, "delay", calls.append)
-    return calls
+def enqueued(broker: BrokerQueue) -> Enqueued:
+    """The delivery ids of the `process_delivery` messages sent to the broker so far."""
+    return lambda: broker.ids("ghsync.tasks.process_delivery")
 
 
 def deliver(client: Client, event: str, payload: Any, *, delivery: str | None = None, signature: str | None = "ok",
@@ -51,14 +52,14 @@ def process_all() -> list[str]:
 
 
 def test_ping_is_answered_and_recorded(
-    source: GithubSource, enqueued: list[int], django_capture_on_commit_callbacks
+    source: GithubSource, enqueued: Enqueued, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = deliver(Client(), "ping", load_fixture("webhook_ping.json"))
     assert response.status_code == 202
-    assert enqueued == [WebhookDelivery.objects.get().pk]
+    assert enqueued() == [WebhookDelivery.objects.get().pk]
     assert process_all() == ["pong"]
-    assert tasks.process_delivery(enqueued[0]) == "nothing to do"  # a second run of the task
+    assert tasks.process_delivery(enqueued()[0]) == "nothing to do"  # a second run of the task
 
 
 @pytest.mark.parametrize(
@@ -86,24 +87,24 @@ def test_without_a_configured_secret_everything_is_refused(source: GithubSource,
     assert deliver(Client(), "ping", load_fixture("webhook_ping.json")).status_code == 403
 
 
-def test_malformed_json_is_a_400_and_stores_nothing(source: GithubSource, enqueued: list[int]) -> None:
+def test_malformed_json_is_a_400_and_stores_nothing(source: GithubSource, enqueued: Enqueued) -> None:
     response = deliver(Client(), "issue_comment", None, raw=b'{"action": "created", "comment": ')
     assert response.status_code == 400
     assert deliver(Client(), "issue_comment", None, raw=b"[1, 2]").status_code == 400
-    assert not WebhookDelivery.objects.exists() and enqueued == []
+    assert not WebhookDelivery.objects.exists() and enqueued() == []
 
 
-def test_created_comment_becomes_a_case_in_the_task(source: GithubSource, enqueued: list[int]) -> None:
+def test_created_comment_becomes_a_case_in_the_task(source: GithubSource, enqueued: Enqueued) -> None:
     assert deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_created.json")).status_code == 202
     assert not FeedbackCase.objects.exists()  # the view only stores; the task does the work
     assert process_all() == [f"new {COMMENT_EXT}"]
     case = FeedbackCase.objects.get(external_id=COMMENT_EXT)
     assert (case.scenario, case.status, case.author_name) == ("医疗问诊", CaseStatus.NEW, "zhoulaoshi")
-    assert WebhookDelivery.objects.get().status == DeliveryStatus.DONE
+    assert WebhookDelivery.objects.get().status == DeliveryStatus.PROCESSED
 
 
 def test_redelivery_changes_nothing(
-    source: GithubSource, enqueued: list[int], django_capture_on_commit_callbacks
+    source: GithubSource, enqueued: Enqueued, django_capture_on_commit_callbacks
 ) -> None:
     payload = load_fixture("webhook_issue_comment_created.json")
     with django_capture_on_commit_callbacks(execute=True):
@@ -113,18 +114,18 @@ def test_redelivery_changes_nothing(
         again = deliver(Client(), "issue_comment", payload, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json() == {"status": "duplicate delivery"}
-    assert len(enqueued) == 1 and WebhookDelivery.objects.count() == 1
+    assert len(enqueued()) == 1 and WebhookDelivery.objects.count() == 1
     assert FeedbackCase.objects.count() == 1
 
 
-def test_edit_then_create_out_of_order_ends_edited(source: GithubSource, enqueued: list[int]) -> None:
+def test_edit_then_create_out_of_order_ends_edited(source: GithubSource, enqueued: Enqueued) -> None:
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_edited.json"))
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_created.json"))
     assert process_all() == [f"new {COMMENT_EXT}", f"skipped {COMMENT_EXT} (older than the stored version)"]
     assert FeedbackCase.objects.get().expected_output.endswith("本回答不能替代医生诊断。")
 
 
-def test_in_order_edit_updates_with_history(source: GithubSource, enqueued: list[int]) -> None:
+def test_in_order_edit_updates_with_history(source: GithubSource, enqueued: Enqueued) -> None:
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_created.json"))
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_edited.json"))
     process_all()
@@ -133,7 +134,7 @@ def test_in_order_edit_updates_with_history(source: GithubSource, enqueued: list
     assert case.events.filter(action="edited").count() == 1
 
 
-def test_delete_before_create_never_makes_a_case(source: GithubSource, enqueued: list[int]) -> None:
+def test_delete_before_create_never_makes_a_case(source: GithubSource, enqueued: Enqueued) -> None:
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_deleted.json"))
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_created.json"))
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_edited.json"))
@@ -142,7 +143,7 @@ def test_delete_before_create_never_makes_a_case(source: GithubSource, enqueued:
     assert GithubItem.objects.get().state == ItemState.DELETED
 
 
-def test_delete_after_create_withdraws(source: GithubSource, enqueued: list[int]) -> None:
+def test_delete_after_create_withdraws(source: GithubSource, enqueued: Enqueued) -> None:
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_created.json"))
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_deleted.json"))
     deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_edited.json"))  # late edit
@@ -150,7 +151,7 @@ def test_delete_after_create_withdraws(source: GithubSource, enqueued: list[int]
     assert FeedbackCase.objects.get().status == CaseStatus.WITHDRAWN
 
 
-def test_labeled_issue_becomes_a_case_and_unlabelled_is_ignored(source: GithubSource, enqueued: list[int]) -> None:
+def test_labeled_issue_becomes_a_case_and_unlabelled_is_ignored(source: GithubSource, enqueued: Enqueued) -> None:
     payload = load_fixture("webhook_issues_labeled.json")
     deliver(Client(), "issues", payload)
     unlabelled = copy.deepcopy(payload)
@@ -160,7 +161,7 @@ def test_labeled_issue_becomes_a_case_and_unlabelled_is_ignored(source: GithubSo
     assert FeedbackCase.objects.get().scenario == "古文断句"
 
 
-def test_comment_elsewhere_and_unknown_repository_are_ignored(source: GithubSource, enqueued: list[int]) -> None:
+def test_comment_elsewhere_and_unknown_repository_are_ignored(source: GithubSource, enqueued: Enqueued) -> None:
     elsewhere = load_fixture("webhook_issue_comment_created.json")
     elsewhere["issue"]["number"] = 12
     deliver(Client(), "issue_comment", elsewhere)
@@ -171,7 +172,7 @@ def test_comment_elsewhere_and_unknown_repository_are_ignored(source: GithubSour
     assert not FeedbackCase.objects.exists()
 
 
-def test_webhook_and_sync_agree_on_one_case(source: GithubSource, github: FakeGithub, enqueued: list[int]) -> None:
+def test_webhook_and_sync_agree_on_one_case(source: GithubSource, github: FakeGithub, enqueued: Enqueued) -> None:
     from ghsync.client import RetryPolicy
     from ghsync.services import source_client, source_sync
 
@@ -184,7 +185,7 @@ def test_webhook_and_sync_agree_on_one_case(source: GithubSource, github: FakeGi
     assert FeedbackCase.objects.filter(external_id=COMMENT_EXT).count() == 1
 
 
-def test_deleted_issue_withdraws_its_case(source: GithubSource, enqueued: list[int]) -> None:
+def test_deleted_issue_withdraws_its_case(source: GithubSource, enqueued: Enqueued) -> None:
     payload = load_fixture("webhook_issues_labeled.json")
     deliver(Client(), "issues", payload)
     deleted = {**copy.deepcopy(payload), "action": "deleted"}

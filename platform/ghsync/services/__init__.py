@@ -5,12 +5,16 @@ Other apps call `report_release(release=..., dry_run=False)` after publishing a 
 
 from ghsync.services.comments import (
     ask_for_example_intent,
+    comment_fail,
     comment_intent,
     comment_post,
+    comment_post_run,
+    comment_retry,
+    comments_sweep,
     release_report_plan,
     report_release,
 )
-from ghsync.services.items import Outcome, external_id_for, item_mark_deleted, item_upsert
+from ghsync.services.items import Outcome, PayloadError, external_id_for, item_mark_deleted, item_upsert
 from ghsync.services.priority import priorities_refresh, priority_for
 from ghsync.services.sources import (
     source_claim,
@@ -20,16 +24,36 @@ from ghsync.services.sources import (
     source_set_options,
 )
 from ghsync.services.sync import SyncSummary, source_sync
-from ghsync.services.webhooks import delivery_claim, delivery_process, webhook_receive, webhook_signature_valid
+from ghsync.services.webhooks import (
+    DeliveryRun,
+    deliveries_sweep,
+    delivery_claim,
+    delivery_id_error,
+    delivery_process,
+    delivery_reprocess,
+    delivery_run,
+    webhook_receive,
+    webhook_signature_valid,
+)
 
 __all__ = [
+    "DeliveryRun",
     "Outcome",
+    "PayloadError",
     "SyncSummary",
     "ask_for_example_intent",
+    "comment_fail",
     "comment_intent",
     "comment_post",
+    "comment_post_run",
+    "comment_retry",
+    "comments_sweep",
+    "deliveries_sweep",
     "delivery_claim",
+    "delivery_id_error",
     "delivery_process",
+    "delivery_reprocess",
+    "delivery_run",
     "external_id_for",
     "item_mark_deleted",
     "item_upsert",

@@ -10,23 +10,44 @@ the same two steps so that a comment is posted at most once:
    then posts. The body carries `<!-- cotrain:KEY -->`: if an earlier attempt may
    have posted and crashed before recording it, the marker is looked for on GitHub
    first, and found rather than posted again.
+
+A post whose message was lost (broker down, worker killed) stays `pending` and is
+sent again by the sweeper (`comments_sweep`); GitHub being unavailable is retried
+with back-off (`comment_post_run`) until `MAX_POST_ATTEMPTS`; then, or on an error
+that would repeat (the issue is gone, the token may not comment), it is `failed`
+with its reason, and a maintainer may try it again (`comment_retry`).
 """
 
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.transitions import lock_for_transition
 from curation.selectors import case_examples, case_pk_for_row
-from ghsync.client import MARKER_PREFIX, GithubClient
+from ghsync.client import MARKER_PREFIX, GithubClient, GithubUnavailable
 from ghsync.models import CommentKind, CommentStatus, GithubItem, GithubSource, ItemKind, OutgoingComment
+from ghsync.sanitize import github_url
+from ghsync.services.sources import source_client, source_web_host
 from intake.models import CaseSource, CaseStatus, FeedbackCase
 
+log = logging.getLogger(__name__)
 POST_LEASE = timedelta(minutes=5)
+POST_TASK = "ghsync.tasks.post_comment"
+MAX_POST_ATTEMPTS = 8
+RETRY_BASE_SECONDS = 60  # 1, 2, 4, ... 64 min between attempts
+# GitHub down, rate-limited or unreachable, or the database briefly gone: worth another attempt.
+TRANSIENT = (GithubUnavailable, OperationalError, InterfaceError)
+COMMENT_MOVES = {(CommentStatus.PENDING, CommentStatus.FAILED), (CommentStatus.FAILED, CommentStatus.PENDING)}
+# A source's switch for each kind of post: off, nothing of that kind is sent again.
+SWITCH = {CommentKind.ASK_EXAMPLE: "ask_for_examples", CommentKind.RELEASE_REPORT: "report_back"}
 
 
 def marker(key: str) -> str:
@@ -96,10 +117,102 @@ def comment_post(*, comment_id: int, client: GithubClient) -> OutgoingComment:
         OutgoingComment.objects.filter(pk=comment.pk).update(last_error=str(exc)[:2000], claimed_until=None)
         raise
     comment.status, comment.posted_at = CommentStatus.POSTED, timezone.now()
-    comment.github_comment_id, comment.html_url = posted["id"], posted.get("html_url") or ""
+    comment.github_comment_id = posted["id"]
+    comment.html_url = github_url(posted.get("html_url"), host=source_web_host(source=comment.source),
+                                  field="html_url", notes=[])  # fmt: skip
     comment.claimed_until, comment.last_error = None, ""
     comment.save(update_fields=["status", "posted_at", "github_comment_id", "html_url", "claimed_until", "last_error"])
     return comment
+
+
+@dataclass(frozen=True)
+class PostRun:
+    """What one run of the post task did: the comment's status, and the back-off when it is to be retried."""
+
+    status: str
+    retry_in: int | None = None
+
+
+def comment_post_run(*, comment_id: int) -> PostRun:
+    """Post a comment as the task does: a transient error is retried later, any other one fails it."""
+    comment = OutgoingComment.objects.select_related("source").get(pk=comment_id)
+    try:
+        return PostRun(comment_post(comment_id=comment_id, client=source_client(source=comment.source)).status)
+    except TRANSIENT as exc:
+        delay = comment_retry_later(comment_id=comment_id, error=f"{type(exc).__name__}: {exc}")
+        return PostRun(CommentStatus.PENDING if delay is not None else CommentStatus.FAILED, delay)
+    except Exception as exc:
+        log.exception("posting %s failed", comment.key)
+        comment_fail(comment_id=comment_id, error=f"{type(exc).__name__}: {exc}")
+        return PostRun(CommentStatus.FAILED)
+
+
+@transaction.atomic
+def comment_fail(*, comment_id: int, error: str) -> None:
+    """PENDING -> FAILED with its reason; a maintainer may try again (`comment_retry`)."""
+    locked = lock_for_transition(OutgoingComment, pk=comment_id, to_status=CommentStatus.FAILED,
+                                 allowed=COMMENT_MOVES, label="Comment {row.key}")  # fmt: skip
+    locked.status, locked.last_error, locked.claimed_until = CommentStatus.FAILED, error[:2000], None
+    locked.save(update_fields=["status", "last_error", "claimed_until"])
+
+
+@transaction.atomic
+def comment_retry_later(*, comment_id: int, error: str) -> int | None:
+    """After a transient error: the next attempt is due after the back-off (seconds); None: failed, out of attempts."""
+    locked = OutgoingComment.objects.select_for_update().get(pk=comment_id)
+    if locked.status != CommentStatus.PENDING:
+        return None
+    if locked.attempts >= MAX_POST_ATTEMPTS:
+        comment_fail(comment_id=comment_id, error=f"gave up after {locked.attempts} attempts: {error}")
+        return None
+    delay = RETRY_BASE_SECONDS * 2 ** max(locked.attempts - 1, 0)
+    locked.queued_at, locked.last_error = timezone.now() + timedelta(seconds=delay), error[:2000]
+    locked.save(update_fields=["queued_at", "last_error"])
+    return delay
+
+
+@transaction.atomic
+def comment_retry(*, comment_id: int) -> OutgoingComment:
+    """A maintainer's retry of a failed post: pending and queued again (one more attempt, marker looked for first)."""
+    locked = lock_for_transition(OutgoingComment, pk=comment_id, to_status=CommentStatus.PENDING,
+                                 allowed=COMMENT_MOVES, label="Comment {row.key}")  # fmt: skip
+    # One attempt below the limit: a transient error then fails it again rather than retrying for hours.
+    locked.status, locked.queued_at = CommentStatus.PENDING, timezone.now()
+    locked.attempts = min(locked.attempts, MAX_POST_ATTEMPTS - 1)
+    locked.save(update_fields=["status", "queued_at", "attempts"])
+    enqueue_on_commit(POST_TASK, comment_id)
+    return locked
+
+
+def comments_sweep() -> dict[str, int]:
+    """Periodic: send again the pending posts whose message is overdue and that no worker holds."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
+    overdue = OutgoingComment.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), status=CommentStatus.PENDING, queued_at__lt=cutoff
+    ).select_related("source")
+    requeued = failed = 0
+    for comment in overdue:
+        if comment.attempts >= MAX_POST_ATTEMPTS:
+            # Its workers kept dying (or its retries were lost): a maintainer decides.
+            error = f"gave up after {comment.attempts} attempts: {comment.last_error}"
+            comment_fail(comment_id=comment.pk, error=error)
+            failed += 1
+        elif getattr(comment.source, SWITCH[comment.kind]):
+            requeued += _requeue(comment_id=comment.pk, cutoff=cutoff)
+    return {"requeued": requeued, "failed": failed}
+
+
+@transaction.atomic
+def _requeue(*, comment_id: int, cutoff: datetime) -> bool:
+    # Marked queued in the same transaction as the enqueue (and only if still overdue), so
+    # a concurrent sweep does not send it twice and the next one waits a whole timeout.
+    updated = OutgoingComment.objects.filter(
+        pk=comment_id, status=CommentStatus.PENDING, queued_at__lt=cutoff
+    ).update(queued_at=timezone.now())
+    if updated:
+        enqueue_on_commit(POST_TASK, comment_id)
+    return bool(updated)
 
 
 # --- asking for an example ---------------------------------------------------------
@@ -275,13 +388,7 @@ def report_release(*, release: Any, dry_run: bool = False) -> list[PlannedReport
                 release_id=release.pk,
             )
             intents.append(comment)
-        pending = [comment.pk for comment in intents if comment.status == CommentStatus.PENDING]
-        transaction.on_commit(lambda: _enqueue_posts(pending))
+        for comment in intents:
+            if comment.status == CommentStatus.PENDING:
+                enqueue_on_commit(POST_TASK, comment.pk)
     return intents
-
-
-def _enqueue_posts(comment_ids: list[int]) -> None:
-    from ghsync.tasks import post_comment
-
-    for comment_id in comment_ids:
-        post_comment.delay(comment_id)

@@ -7,23 +7,29 @@ rules that make repeated and reordered reads safe:
 - GitHub's `updated_at` orders versions: an older version than the one stored (a
   late webhook, a page read before an edit) changes nothing;
 - a deleted item stays deleted: a tombstone is kept even when the deletion is the
-  first thing heard of it, so a late "created" cannot bring it back.
+  first thing heard of it, so a late "created" cannot bring it back;
+- what GitHub sends is cleaned, never refused for its text (`ghsync.sanitize`: control
+  characters removed, fields cut, links off the source's host dropped, a bad timestamp
+  read as now), and each change is noted on the item; only a payload without the ids
+  that name the item is refused (`PayloadError`).
 """
 
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ghsync import parsing
 from ghsync.client import MARKER_PREFIX
 from ghsync.models import GithubItem, GithubSource, ItemKind, ItemState
-from ghsync.services.sources import source_host_prefix
+from ghsync.sanitize import clean_text, cut, github_url
+from ghsync.services.sources import source_host_prefix, source_web_host
 from intake.models import EXTRA_EXAMPLES_MAX, SCENARIO_MAX, TEXT_MAX, CaseSource, CaseStatus, FeedbackCase
 from intake.selectors import EXAMPLE_PLACEHOLDER
 from intake.services import (
@@ -45,6 +51,13 @@ NEEDS_INFO_NOTE = "No input/output example was found in the GitHub post; waiting
 FROZEN = {CaseStatus.IN_BATCH, CaseStatus.TRAINED, CaseStatus.RELEASED}
 WITHDRAWABLE = {CaseStatus.NEW, CaseStatus.NEEDS_INFO, CaseStatus.ACCEPTED}
 UID_NAMESPACE = uuid.UUID("0b7f1c52-6a57-4a43-9d0e-5a8f3c7e2b11")
+# GitHub's ids and issue numbers as our columns hold them (BigIntegerField, PositiveIntegerField).
+GITHUB_ID_MAX = 2**63 - 1
+ISSUE_NUMBER_MAX = 2**31 - 1
+
+
+class PayloadError(ValueError):
+    """A payload that does not name an item (no id, no issue number): refused with this reason."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class Outcome:
     external_id: str
     reason: str = ""
     author_login: str = ""
+    cleaning: tuple[str, ...] = ()
 
 
 def external_id_for(*, source: GithubSource, number: int, comment_id: int | None = None) -> str:
@@ -62,16 +76,54 @@ def external_id_for(*, source: GithubSource, number: int, comment_id: int | None
     return f"{base}/comment-{comment_id}" if comment_id else base
 
 
-def _time(value: str | None) -> datetime:
-    parsed = parse_datetime(value or "")
+def github_time(value: object, *, field: str, notes: list[str]) -> datetime:
+    """GitHub's ISO timestamp, aware; now (noted) when it is missing or not a time.
+
+    Now, not a refusal: the version then counts as the newest, which is what a
+    delivery arriving now most likely is.
+    """
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        parsed = None
     if parsed is None:
-        raise ValidationError(f"Not a GitHub timestamp: {value!r}")
-    return parsed
+        notes.append(f"{field}: {str(value)[:40]!r} is not a timestamp; read as the time it was received")
+        return timezone.now()
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def github_int(value: object, *, what: str, maximum: int) -> int:
+    """A positive integer id or number from a payload, or `PayloadError("payload has no <what>")`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise PayloadError(f"payload has no {what}" if value is None else f"payload has no valid {what}: {value!r}")
+    return value
 
 
 def _plus_one(payload: dict[str, Any]) -> int | None:
     reactions = payload.get("reactions")
-    return int(reactions.get("+1", 0)) if isinstance(reactions, dict) else None
+    count = reactions.get("+1", 0) if isinstance(reactions, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 2**31 - 1 else None
+
+
+def _field_max(name: str) -> int:
+    max_length = GithubItem._meta.get_field(name).max_length
+    assert max_length is not None
+    return max_length
+
+
+def _identity(*, source: GithubSource, payload: dict[str, Any], notes: list[str]) -> tuple[str, str]:
+    """The author's login and the item's link, as they can be stored and shown."""
+    user = payload.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
+    login = clean_text(login, field="login", notes=notes) if isinstance(login, str) else ""
+    login = cut(login, limit=_field_max("author_login"), field="login", notes=notes) or "ghost"
+    html_url = github_url(payload.get("html_url"), host=source_web_host(source=source), field="html_url", notes=notes)
+    return login, html_url
+
+
+def _text(payload: dict[str, Any], key: str, *, notes: list[str]) -> str:
+    value = payload.get(key)
+    return clean_text(value, field=key, notes=notes) if isinstance(value, str) else ""
 
 
 def _is_maintainer_post(*, source: GithubSource, payload: dict[str, Any]) -> str:
@@ -166,26 +218,37 @@ class _Read:
 
 
 def _read(*, source: GithubSource, kind: str, payload: dict[str, Any], issue_number: int, issue_title: str) -> _Read:
-    comment_id = payload["id"] if kind == ItemKind.COMMENT else None
+    github_id = github_int(payload.get("id"), what=f"{'comment' if kind == ItemKind.COMMENT else 'issue'} id",
+                           maximum=GITHUB_ID_MAX)  # fmt: skip
+    issue_number = github_int(issue_number, what="issue number", maximum=ISSUE_NUMBER_MAX)
+    comment_id = github_id if kind == ItemKind.COMMENT else None
     external_id = external_id_for(source=source, number=issue_number, comment_id=comment_id)
-    login = ((payload.get("user") or {}).get("login")) or "ghost"
-    body = payload.get("body") or ""
-    title = issue_title if kind == ItemKind.COMMENT else (payload.get("title") or "")
+    notes: list[str] = []
+    login, html_url = _identity(source=source, payload=payload, notes=notes)
+    body = _text(payload, "body", notes=notes)
+    title = clean_text(issue_title, field="title", notes=notes) if kind == ItemKind.COMMENT else _text(
+        payload, "title", notes=notes
+    )
+    association = cut(_text(payload, "author_association", notes=notes), limit=_field_max("author_association"),
+                      field="author_association", notes=notes)  # fmt: skip
     parsed = parsing.parse_request(body)
-    skip = _skip_reason(source=source, kind=kind, payload=payload, parsed=parsed)
-    updated_at, plus_one = _time(payload.get("updated_at")), _plus_one(payload)
+    skip = _skip_reason(source=source, kind=kind, payload={**payload, "body": body}, parsed=parsed)
+    updated_at = github_time(payload.get("updated_at"), field="updated_at", notes=notes)
+    created_at = github_time(payload.get("created_at"), field="created_at", notes=notes)
+    plus_one = _plus_one(payload)
     fields = {
         "source": source,
         "kind": kind,
-        "github_id": payload["id"],
+        "github_id": github_id,
         "issue_number": issue_number,
-        "html_url": payload.get("html_url") or "",
-        "title": _clip(title, 300),
+        "html_url": html_url,
+        "title": _clip(title, _field_max("title")),
         "author_login": login,
-        "author_association": payload.get("author_association") or "",
+        "author_association": association,
         "body": body,
         "parsed": _parsed_record(parsed),
-        "github_created_at": _time(payload.get("created_at")),
+        "cleaning": notes,
+        "github_created_at": created_at,
         "github_updated_at": updated_at,
         **({"plus_one": plus_one} if plus_one is not None else {}),
     }
@@ -210,8 +273,15 @@ def _unchanged(*, item: GithubItem, read: _Read) -> Outcome | None:
 def item_upsert(
     *, source: GithubSource, kind: str, payload: dict[str, Any], issue_number: int, issue_title: str = ""
 ) -> Outcome:
-    """Record the issue or comment in `payload` (GitHub's JSON) and create or update its case."""
+    """Record the issue or comment in `payload` (GitHub's JSON) and create or update its case.
+
+    Raises `PayloadError` when the payload names no item; the outcome lists what was cleaned.
+    """
     read = _read(source=source, kind=kind, payload=payload, issue_number=issue_number, issue_title=issue_title)
+    return replace(_upsert(read=read), cleaning=tuple(read.fields["cleaning"]))
+
+
+def _upsert(*, read: _Read) -> Outcome:
     item = GithubItem.objects.select_for_update().filter(external_id=read.external_id).first()
     if item is not None and (outcome := _unchanged(item=item, read=read)) is not None:
         return outcome
@@ -245,7 +315,7 @@ def items_upsert_many(
     dominated by this path (see bench/ghsync_sync.py).
     """
     reads = [
-        _read(source=source, kind=kind, payload=p, issue_number=issue_number or p["number"], issue_title="")
+        _read(source=source, kind=kind, payload=p, issue_number=issue_number or p.get("number"), issue_title="")
         for p in payloads
     ]
     stored = {
@@ -343,11 +413,17 @@ def item_mark_deleted(
     payload: dict[str, Any] | None = None,
 ) -> Outcome:
     """The issue or comment was deleted on GitHub: withdraw its case (a tombstone if unknown)."""
+    github_id = github_int(github_id, what=f"{'comment' if kind == ItemKind.COMMENT else 'issue'} id",
+                           maximum=GITHUB_ID_MAX)  # fmt: skip
+    issue_number = github_int(issue_number, what="issue number", maximum=ISSUE_NUMBER_MAX)
     comment_id = github_id if kind == ItemKind.COMMENT else None
     external_id = external_id_for(source=source, number=issue_number, comment_id=comment_id)
     item = GithubItem.objects.select_for_update().filter(external_id=external_id).first()
     payload = payload or {}
-    login = ((payload.get("user") or {}).get("login")) or (item.author_login if item else "ghost")
+    notes: list[str] = []
+    login, html_url = _identity(source=source, payload=payload, notes=notes)
+    if login == "ghost" and item is not None:
+        login = item.author_login
     if item is None:
         item = GithubItem.objects.create(
             source=source,
@@ -355,9 +431,10 @@ def item_mark_deleted(
             external_id=external_id,
             github_id=github_id,
             issue_number=issue_number,
-            html_url=payload.get("html_url") or "",
+            html_url=html_url,
             author_login=login,
-            body=payload.get("body") or "",
+            body=_text(payload, "body", notes=notes),
+            cleaning=notes,
             state=ItemState.DELETED,
             github_created_at=at,
             github_updated_at=at,

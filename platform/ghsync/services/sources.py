@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ghsync.client import GithubClient, RetryPolicy
 from ghsync.models import GithubSource
+from ghsync.sanitize import web_host_for
 
 REPO_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 SYNC_LEASE = timedelta(minutes=30)
@@ -25,6 +26,18 @@ def _check_repo(repo: str) -> str:
 
 def source_api_url(*, source: GithubSource) -> str:
     return (source.api_url or settings.GITHUB_API_URL).rstrip("/")
+
+
+def source_web_host(*, source: GithubSource) -> str:
+    """The host this source's issue and comment links must be on (`html_url`s elsewhere are dropped).
+
+    GITHUB_WEB_URL names it when the API is reached through another address (a proxy,
+    a mirror); otherwise it follows from the API URL.
+    """
+    uses_default_api = not source.api_url or source.api_url.rstrip("/") == settings.GITHUB_API_URL
+    if uses_default_api and settings.GITHUB_WEB_URL:
+        return (urlsplit(settings.GITHUB_WEB_URL).hostname or "").lower()
+    return web_host_for(source_api_url(source=source))
 
 
 def source_token(*, source: GithubSource) -> str:
