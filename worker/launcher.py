@@ -7,12 +7,17 @@ forwards a cancel as SIGTERM and returns the exit code with `result.json`.
 The trainer runs in its own process group so that a cancel reaches every rank of a
 `torchrun` launch, and with a parent-death signal so that a worker killed mid-run
 takes its trainer with it: the next attempt must be the only writer of the folder.
+The same holds across hosts and against a worker that has not yet noticed it lost
+its claim: the launcher takes an exclusive `flock` on `RUN/.trainer.lock` before it
+starts the trainer, and the trainer inherits it, so the lock is free only when no
+trainer of an earlier launch is alive; a second launch waits for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -30,7 +35,12 @@ from typing import Any
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 3
 LOG_NAME = "trainer.log"
 PID_NAME = "launcher.json"
+LOCK_NAME = ".trainer.lock"
 _PR_SET_PDEATHSIG = 1
+
+
+class FolderBusy(Exception):
+    """Another launch's trainer still holds the run folder's lock; this launch did not start one."""
 
 
 @dataclass
@@ -147,6 +157,31 @@ def _kill_leftover(run_dir: Path) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
+def lock_folder(run_dir: Path, *, wait_seconds: float = 0.0, poll_seconds: float = 1.0,
+                on_wait: Callable[[], None] | None = None) -> int:
+    """An open descriptor holding the exclusive lock of `run_dir`, waiting up to `wait_seconds` for it.
+
+    `on_wait()` is called every poll while another process holds it (the caller's
+    heartbeat; it may raise to stop waiting). Raises `FolderBusy` after the wait.
+    """
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise FolderBusy(f"another trainer holds {run_dir / LOCK_NAME}") from None
+            if on_wait is not None:
+                on_wait()
+            time.sleep(poll_seconds)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def launch(
     command: Sequence[str],
     *,
@@ -157,16 +192,32 @@ def launch(
     cancel_grace_seconds: float = 120.0,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    lock_wait_seconds: float = 0.0,
 ) -> LaunchResult:
     """Run `command` to completion, calling `on_progress(new_metric_records)` every poll.
 
     `on_progress` is called every `poll_seconds` even when nothing new arrived (the
-    caller's heartbeat). When `should_cancel()` turns true the process group gets
+    caller's heartbeat), also while waiting up to `lock_wait_seconds` for the folder's
+    lock (`FolderBusy` after that). When `should_cancel()` turns true the process group gets
     SIGTERM (the trainer finishes its step and exits 3), and SIGKILL after the grace.
     stdout and stderr are appended to RUN/trainer.log.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     _kill_leftover(run_dir)
+    lock = lock_folder(run_dir, wait_seconds=lock_wait_seconds, poll_seconds=poll_seconds,
+                       on_wait=None if on_progress is None else lambda: on_progress([]))
+    try:
+        return _launch_locked(command, run_dir=run_dir, lock=lock, on_progress=on_progress,
+                              should_cancel=should_cancel, poll_seconds=poll_seconds,
+                              cancel_grace_seconds=cancel_grace_seconds, env=env, cwd=cwd)
+    finally:
+        os.close(lock)
+
+
+def _launch_locked(command: Sequence[str], *, run_dir: Path, lock: int,
+                   on_progress: Callable[[list[dict[str, Any]]], None] | None,
+                   should_cancel: Callable[[], bool] | None, poll_seconds: float, cancel_grace_seconds: float,
+                   env: dict[str, str] | None, cwd: Path | None) -> LaunchResult:
     # result.json must describe this launch: a crash before the trainer writes one
     # must not be mistaken for the previous attempt's outcome.
     (run_dir / "result.json").unlink(missing_ok=True)
@@ -175,9 +226,12 @@ def launch(
     with (run_dir / LOG_NAME).open("ab") as log:
         log.write(f"\n$ {' '.join(command)}\n".encode())
         log.flush()
+        # The trainer inherits the lock: should it outlive this process (no parent-death
+        # signal off Linux), the folder stays locked until it exits.
         proc = subprocess.Popen(
             list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
             env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_die_with_parent,
+            pass_fds=(lock,),
         )
         (run_dir / PID_NAME).write_text(json.dumps({"host": socket.gethostname(), "pgid": proc.pid}))
         cancel_sent_at: float | None = None

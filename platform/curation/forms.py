@@ -4,6 +4,11 @@ from django import forms
 from django.utils import timezone
 
 from curation.services.batches import BATCH_NAME_RE
+from intake.validators import validate_clean_text
+
+BATCH_LIMIT_MAX = 100_000
+# A row's loss weight: a few times the default at most, or one case outweighs the whole batch.
+WEIGHT_MAX = 100.0
 
 
 class BatchCreateForm(forms.Form):
@@ -19,9 +24,15 @@ class BatchCreateForm(forms.Form):
         help_text="Only cases submitted before this day (the monthly plan uses the 1st). Empty: all accepted cases.",
     )
     limit = forms.IntegerField(
-        required=False, min_value=1, help_text="Keep only the first N cases (highest priority, then most voted)."
+        required=False,
+        min_value=1,
+        # A bound far above any month's batch: larger numbers overflow the database's LIMIT (a 500 before).
+        max_value=BATCH_LIMIT_MAX,
+        help_text="Keep only the first N cases (highest priority, then most voted).",
     )
-    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    notes = forms.CharField(
+        required=False, max_length=2000, validators=[validate_clean_text], widget=forms.Textarea(attrs={"rows": 2})
+    )
 
     def cleaned_cutoff(self) -> datetime | None:
         day = self.cleaned_data.get("created_before")
@@ -30,7 +41,9 @@ class BatchCreateForm(forms.Form):
 
 class BatchCaseAddForm(forms.Form):
     case_id = forms.IntegerField(min_value=1, label="Case number")
-    weight = forms.FloatField(required=False, min_value=0.01, initial=1.0, help_text="Training weight (default 1).")
+    weight = forms.FloatField(
+        required=False, min_value=0.01, max_value=WEIGHT_MAX, initial=1.0, help_text="Training weight (default 1)."
+    )
 
     def clean_weight(self) -> float:
         return self.cleaned_data["weight"] or 1.0

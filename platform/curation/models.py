@@ -6,6 +6,7 @@ Statuses change only through `curation.services`: `batch_transition` and
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from intake.models import FeedbackCase
 
@@ -71,6 +72,14 @@ class DatasetVersion(models.Model):
     eval_rows = models.PositiveIntegerField(default=0)
     manifest = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Build attempts; each claim takes the next, and only the newest may record anything.
+    attempt = models.PositiveIntegerField(default=0)
+    # When the build in hand was claimed: a `building` version older than
+    # DATASET_BUILD_TIMEOUT_SECONDS lost its worker (the sweeper queues it again).
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # When its build message was last sent: a `pending` version older than
+    # JOB_REQUEUE_SECONDS lost its message (broker down or restarted) and is enqueued again.
+    enqueued_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
     built_at = models.DateTimeField(null=True, blank=True)
 

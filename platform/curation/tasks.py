@@ -1,8 +1,9 @@
 """Celery tasks of curation, on the `default` queue. They take ids and call the services.
 
-Both are safe to run twice: building claims the version (`pending` -> `building`)
-under a row lock and leaves a ready version alone; the monthly draft is named after
-its month and returns the existing batch.
+All are safe to run twice: building claims the version (`pending` -> `building`)
+under a row lock and leaves a ready version (or one a live build holds) alone; the
+monthly draft is named after its month and returns the existing batch; the sweep
+enqueues only what waited past its timeout and stamps it.
 """
 
 import logging
@@ -10,7 +11,8 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from curation.services import batch_create_monthly, dataset_version_build
+from curation.selectors import dataset_version_ids_stuck
+from curation.services import batch_create_monthly, dataset_version_build, dataset_version_requeue
 
 logger = logging.getLogger(__name__)
 # A database that restarts or a full disk may pass; bad data does not, and is recorded as failed.
@@ -35,3 +37,9 @@ def create_monthly_batch() -> int | None:
     batch = batch_create_monthly()
     logger.info("monthly batch: %s", batch.name if batch else "no accepted cases")
     return batch.pk if batch else None
+
+
+@shared_task(name="curation.tasks.sweep_dataset_builds", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def sweep_dataset_builds() -> dict[str, int]:
+    """Periodic (beat): enqueue again the builds whose message was lost or whose worker died."""
+    return {"requeued": sum(dataset_version_requeue(version_id=pk) for pk in dataset_version_ids_stuck())}

@@ -1,4 +1,4 @@
-"""Batch pages for maintainers: list, create, review, edit a draft, approve or discard."""
+"""Batch pages for maintainers: list, create, review, edit a draft, approve or discard, retry a failed build."""
 
 from collections.abc import Callable
 
@@ -12,7 +12,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from curation.forms import BatchCaseAddForm, BatchCreateForm
 from curation.models import DatasetBatch
 from curation.selectors import batch_get, batch_queryset, batch_review, case_queryset_batchable
-from curation.services import batch_approve, batch_case_add, batch_case_remove, batch_create, batch_discard
+from curation.services import (
+    batch_approve,
+    batch_case_add,
+    batch_case_remove,
+    batch_create,
+    batch_discard,
+    dataset_version_retry,
+)
 from curation.services.batches import ADD_PERMISSION, APPROVE_PERMISSION, CHANGE_PERMISSION
 
 VIEW_PERMISSION = "curation.view_datasetbatch"
@@ -87,6 +94,19 @@ def batch_approve_view(request: HttpRequest, batch_id: int) -> HttpResponse:
     return _act(
         request, batch_id, lambda b: batch_approve(batch=b, by=request.user), "Approved: the dataset is being built."
     )
+
+
+@login_required
+@permission_required(APPROVE_PERMISSION, raise_exception=True)
+@require_POST
+def dataset_version_retry_view(request: HttpRequest, batch_id: int) -> HttpResponse:
+    def retry(batch: DatasetBatch) -> object:
+        version = getattr(batch, "dataset_version", None)
+        if version is None:
+            raise ValidationError(f"Batch {batch.name} has no dataset version; approve it first.")
+        return dataset_version_retry(version=version, by=request.user)
+
+    return _act(request, batch_id, retry, "Build queued again.")
 
 
 @login_required

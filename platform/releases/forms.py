@@ -1,5 +1,6 @@
 from django import forms
 
+from intake.validators import validate_clean_text
 from releases.services import TAG_RE
 
 
@@ -12,6 +13,7 @@ class PublishForm(forms.Form):
     )
     override_reason = forms.CharField(
         required=False,
+        validators=[validate_clean_text],
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Only when the evaluation blocks publishing: why this release should go out anyway. "
         "It is recorded on the evaluation and in the model card.",

@@ -44,6 +44,9 @@ def release_abspath(*, release: Release) -> Path:
 
 def release_file_get_public(*, tag: str, name: str) -> ReleaseFile | None:
     """A downloadable file: only of a published release, and only one the release recorded."""
+    if "\x00" in name or "\x00" in tag:
+        # No recorded name holds a NUL, and PostgreSQL refuses one in a query (a 500, not a 404).
+        return None
     return (
         ReleaseFile.objects.select_related("release")
         .filter(release__tag=tag, release__status=ReleaseStatus.PUBLISHED, name=name)

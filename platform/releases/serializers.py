@@ -18,7 +18,7 @@ class ReleaseFileSerializer(serializers.ModelSerializer):
 
 
 class ReleaseSerializer(serializers.ModelSerializer):
-    base_checkpoint = serializers.CharField(source="run.base_checkpoint")
+    base_checkpoint = serializers.CharField(source="run.base_name")
     method = serializers.CharField(source="run.method")
     dataset = serializers.CharField(source="run.dataset_version.batch.name")
     dataset_content_hash = serializers.CharField(source="run.dataset_version.content_hash")

@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,7 @@ from django.utils.text import slugify
 
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
+from cotrain_site.jobs import enqueue_on_commit
 from cotrain_site.transitions import lock_for_transition
 from curation.models import DatasetBatch
 from curation.selectors import case_url
@@ -46,6 +48,7 @@ from releases.selectors import release_cases, release_publish_is_stale
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
 PUBLISH_PERMISSION = "releases.publish_release"
+PUBLISH_TASK = "releases.tasks.publish_release"
 OVERRIDE_PERMISSION = "training.override_evaluation"
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 SUMS = "SHA256SUMS"
@@ -290,7 +293,7 @@ def release_model_card(*, release: Release, run: TrainingRun, exports: list[str]
         "cotrain": {
             "tag": release.tag,
             "run": run.pk,
-            "base_checkpoint": run.base_checkpoint,
+            "base_checkpoint": run.base_name,
             "dataset": batch.name,
             "dataset_content_hash": version.content_hash,
             "evaluation": evaluation.status if evaluation else "missing",
@@ -332,10 +335,8 @@ def release_request(*, run: TrainingRun, by: User, tag: str | None = None, overr
     parameters take longer to copy than a web request should.
     """
     release = _release_claim(run=run, by=by, tag=tag, override_reason=override_reason)
-    # Imported here: tasks import these services.
-    from releases.tasks import publish_release
-
-    transaction.on_commit(lambda: publish_release.delay(release.pk, by.pk))
+    # A broker that is down costs a delay: the release waits `publishing`, and the sweeper sends it again.
+    enqueue_on_commit(PUBLISH_TASK, release.pk, by.pk)
     return release
 
 
@@ -389,8 +390,6 @@ def release_requeue_stale(*, release_id: int) -> str:
     Returns "requeued" (a new attempt is queued after commit), "failed" (its
     attempts are spent; the reason is in the notes) or "" (nothing to do: it moved on or beat again).
     """
-    from releases.tasks import publish_release  # tasks import these services
-
     with transaction.atomic():
         locked = Release.objects.select_for_update().get(pk=release_id)
         if locked.status != ReleaseStatus.PUBLISHING or not release_publish_is_stale(release=locked):
@@ -407,9 +406,28 @@ def release_requeue_stale(*, release_id: int) -> str:
         # Fresh again, so the next sweep waits a whole timeout for the queued attempt to start.
         locked.heartbeat_at = timezone.now()
         locked.save(update_fields=["heartbeat_at"])
-        by_id = locked.requested_by_id
-    transaction.on_commit(lambda: publish_release.delay(release_id, by_id))
+        enqueue_on_commit(PUBLISH_TASK, release_id, locked.requested_by_id)
     return "requeued"
+
+
+def release_requeue_lost() -> int:
+    """The sweeper's move for releases `publishing` whose copy never started (no attempt claimed it).
+
+    Their message was lost (broker down or restarted); they need not wait the copy's
+    whole timeout. Each is stamped so that the next sweep waits JOB_REQUEUE_SECONDS again.
+    """
+    limit = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
+    requeued = 0
+    with transaction.atomic():
+        # Locked and re-filtered in one query: a copy claiming one now waits, then sees the stamp.
+        waiting = Release.objects.select_for_update(skip_locked=True).filter(
+            status=ReleaseStatus.PUBLISHING, publish_attempts=0, heartbeat_at__lt=limit)
+        for release in waiting:
+            release.heartbeat_at = timezone.now()
+            release.save(update_fields=["heartbeat_at"])
+            enqueue_on_commit(PUBLISH_TASK, release.pk, release.requested_by_id)
+            requeued += 1
+    return requeued
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from releases.selectors import release_ids_stale
-from releases.services import release_copy_files, release_requeue_stale
+from releases.services import release_copy_files, release_requeue_lost, release_requeue_stale
 
 logger = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError)
@@ -26,6 +26,8 @@ def publish_release(release_id: int, by_id: int | None) -> dict[str, object]:
 
 @shared_task(name="releases.tasks.sweep_stale_publishing", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def sweep_stale_publishing() -> dict[str, int]:
-    """Periodic (beat): queue again the releases stuck in `publishing`, or fail those out of attempts."""
+    """Periodic (beat): queue again the releases stuck in `publishing`, or fail those out of attempts;
+    and enqueue again those whose first message was lost (no copy ever claimed them)."""
     outcomes = [release_requeue_stale(release_id=release_id) for release_id in release_ids_stale()]
-    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed")}
+    lost = release_requeue_lost()
+    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed"), "lost": lost}

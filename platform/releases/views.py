@@ -4,11 +4,13 @@ Downloads speak HTTP/1.1 caching and ranges so that large checkpoints resume:
 the ETag is the file's sha256 (the content never changes under a tag), `Range:
 bytes=a-b` gets a 206, an unsatisfiable or malformed range a 416, a matching
 `If-None-Match` a 304. Several ranges in one request are answered with the whole
-file (RFC 9110 lets a server ignore Range). A download is counted once per GET
-that sends the first byte: a full download, or a range starting at 0; resumed
-ranges of the same download are not counted again.
+file (RFC 9110 lets a server ignore Range). A download is counted once per client
+(address and account) and file within DOWNLOAD_COUNT_WINDOW_SECONDS, whatever the
+range: resumed parts, a download manager's parallel chunks and a loop of one-byte
+ranges are all one download.
 """
 
+import hashlib
 import mimetypes
 import re
 from collections.abc import Iterator
@@ -16,13 +18,16 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_safe
 
+from cotrain_site.client_ip import client_ip
 from releases.forms import PublishForm
+from releases.models import ReleaseFile
 from releases.selectors import (
     release_cases,
     release_file_abspath,
@@ -36,7 +41,26 @@ from releases.services import PUBLISH_PERMISSION, release_file_count_download, r
 from training.models import Evaluation, TrainingRun
 
 CHUNK = 1 << 20
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# No file is 10**18 bytes long: a longer number in a Range header means "past the end". Python's int()
+# refuses strings of more than 4,300 digits, so they are never parsed.
+PAST_THE_END = 10**18
+
+
+DOWNLOAD_COUNT_WINDOW_SECONDS = 60 * 60
+
+
+def _offset(digits: str) -> int:
+    return int(digits) if len(digits) < 19 else PAST_THE_END
+
+
+def _count_download(request: HttpRequest, file: ReleaseFile) -> None:
+    """Count the download unless this client fetched this file within the window (any range, any part)."""
+    client = f"{file.pk}|{client_ip(request)}|{request.user.pk or ''}"
+    key = "releases:downloaded:" + hashlib.sha256(client.encode()).hexdigest()
+    # add() is atomic in the cache: of two parallel chunk requests, exactly one counts.
+    if cache.add(key, 1, timeout=DOWNLOAD_COUNT_WINDOW_SECONDS):
+        release_file_count_download(file_id=file.pk)
 
 
 def release_list(request: HttpRequest) -> HttpResponse:
@@ -85,9 +109,9 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
         return "bad"
     first, last = match.groups()
     if first == "":  # the last N bytes
-        length = int(last)
+        length = _offset(last)
         return (max(size - length, 0), size - 1) if length > 0 and size > 0 else "bad"
-    start, end = int(first), int(last) if last else size - 1
+    start, end = _offset(first), _offset(last) if last else size - 1
     if start >= size or end < start:
         return "bad"
     return start, min(end, size - 1)
@@ -134,8 +158,8 @@ def file_download(request: HttpRequest, tag: str, name: str) -> HttpResponse:
         response["Content-Range"] = f"bytes */{file.size}"
         return response
     start, end = wanted if isinstance(wanted, tuple) else (0, file.size - 1)
-    if request.method == "GET" and start == 0:
-        release_file_count_download(file_id=file.pk)
+    if request.method == "GET":
+        _count_download(request, file)
     content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
     if isinstance(wanted, tuple):
         body = _read_span(path, start, end - start + 1)

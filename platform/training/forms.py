@@ -4,6 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from curation.models import DatasetVersion, DatasetVersionStatus
+from intake.validators import validate_clean_text
 from training.recipes import LORA_TARGETS, METHODS, PRECISIONS, Recipe, recipe_validate
 from training.selectors import DEMO_BASE
 
@@ -18,7 +19,7 @@ class RunStartForm(forms.Form):
         label="Dataset version",
     )
     base_checkpoint = forms.CharField(
-        max_length=500, initial=DEMO_BASE,
+        max_length=500, initial=DEMO_BASE, validators=[validate_clean_text],
         help_text='An absolute folder in the HF Yuan2 layout on the GPU workers, or "demo" for the bundled tiny model.',
     )
     method = forms.ChoiceField(
@@ -67,4 +68,5 @@ class RunStartForm(forms.Form):
 
 class OverrideForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+                             validators=[validate_clean_text],
                              help_text="Why this release should go out although the evaluation blocks it.")

@@ -4,8 +4,11 @@ The platform never imports `trainer/`: a run talks to it through its run folder
 (see docs/ARCHITECTURE.md). Statuses change only through `training.services`.
 """
 
+from pathlib import PurePath
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from curation.models import DatasetVersion
 
@@ -47,6 +50,9 @@ class TrainingRun(models.Model):
     worker_hostname = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # When its train message was last sent: a `queued` run older than JOB_REQUEUE_SECONDS
+    # lost its message (broker down or restarted) and the sweeper enqueues it again.
+    enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -60,6 +66,11 @@ class TrainingRun(models.Model):
                 name="trainingrun_one_active_per_dataset",
             )
         ]
+
+    @property
+    def base_name(self) -> str:
+        """The base as visitors may see it: the checkpoint folder's name, never the server path to it."""
+        return PurePath(self.base_checkpoint).name or self.base_checkpoint
 
     def __str__(self) -> str:
         return f"run {self.pk} on {self.dataset_version}"
@@ -93,6 +104,8 @@ class Evaluation(models.Model):
     )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # As for runs: a `pending` evaluation older than JOB_REQUEUE_SECONDS is enqueued again.
+    enqueued_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -17,6 +17,24 @@ METHODS = ("lora", "full")
 PRECISIONS = ("auto", "bf16", "fp32")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "conv1", "conv2")
 DEFAULT_LORA_TARGETS = LORA_TARGETS[:7]
+# Upper bounds: far above any run the platform trains (Yuan 2.0's context is 8K tokens; 2B
+# fine-tunes take thousands of steps), low enough that a typo such as 1e30 steps is refused
+# with a form error instead of being queued for a GPU worker to choke on.
+MAX_VALUES: dict[str, int | float] = {
+    "max_steps": 1_000_000,
+    "micro_batch_size": 1024,
+    "grad_accum": 1024,
+    "lr": 1.0,
+    "warmup_steps": 1_000_000,
+    "weight_decay": 1.0,
+    "seed": 2**32 - 1,
+    "seq_len": 65_536,
+    "lora_r": 1024,
+    "lora_alpha": 4096.0,
+    "checkpoint_every": 1_000_000,
+    "eval_max_new_tokens": 4096,
+    "eval_max_examples": 1_000_000,
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,9 @@ def recipe_validate(*, recipe: Recipe) -> None:
         errors["lora_alpha"] = "LoRA alpha must be positive."
     if not _is_number(recipe.lora_dropout) or not 0 <= recipe.lora_dropout < 1:
         errors["lora_dropout"] = "LoRA dropout must be at least 0 and below 1."
+    for name, high in MAX_VALUES.items():
+        if name not in errors and getattr(recipe, name) > high:
+            errors[name] = f"Must be at most {high:,}."
     bad_targets = sorted(set(recipe.lora_targets) - set(LORA_TARGETS))
     if not recipe.lora_targets or bad_targets:
         errors["lora_targets"] = f"Choose modules among {', '.join(LORA_TARGETS)}."

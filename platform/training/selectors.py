@@ -57,6 +57,19 @@ def evaluation_ids_stale(*, now: datetime | None = None) -> list[int]:
     return list(stale.order_by("id").values_list("id", flat=True))
 
 
+def run_ids_waiting(*, now: datetime | None = None) -> list[int]:
+    """Queued runs whose message was sent longer than JOB_REQUEUE_SECONDS ago (lost with a broker restart)."""
+    limit = (now or timezone.now()) - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
+    waiting = TrainingRun.objects.filter(status=RunStatus.QUEUED, enqueued_at__lt=limit)
+    return list(waiting.order_by("id").values_list("id", flat=True))
+
+
+def evaluation_ids_waiting(*, now: datetime | None = None) -> list[int]:
+    limit = (now or timezone.now()) - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
+    waiting = Evaluation.objects.filter(status=EvaluationStatus.PENDING, enqueued_at__lt=limit)
+    return list(waiting.order_by("id").values_list("id", flat=True))
+
+
 def run_is_publishable(*, run: TrainingRun) -> bool:
     """A succeeded run whose evaluation passed, or was overridden by a maintainer."""
     evaluation = Evaluation.objects.filter(run=run).first()

@@ -5,10 +5,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.selectors import user_is_maintainer
 from training.forms import OverrideForm, RunStartForm
 from training.models import TrainingRun
 from training.selectors import evaluation_for_run, run_get, run_loss_curve, run_progress, run_queryset
-from training.services import evaluation_override, run_cancel, run_start
+from training.services import evaluation_override, evaluation_retry, run_cancel, run_retry, run_start
 from training.services.evaluations import OVERRIDE_PERMISSION
 from training.services.runs import CANCEL_PERMISSION, START_PERMISSION
 
@@ -22,6 +23,20 @@ def _run_or_404(run_id: int) -> TrainingRun:
 
 def _errors(exc: ValidationError) -> str:
     return " ".join(exc.messages)
+
+
+# The trainer's log, its errors and the worker's paths say where files live on the
+# servers (and echo the command line): for maintainers. Everyone else sees status,
+# progress, loss and times.
+INTERNAL_PROGRESS_KEYS = ("log_tail", "error")
+
+
+def _progress_for(request: HttpRequest, run: TrainingRun) -> dict[str, object]:
+    progress = run_progress(run=run)
+    if not user_is_maintainer(user=request.user):
+        for key in INTERNAL_PROGRESS_KEYS:
+            progress.pop(key, None)
+    return progress
 
 
 @require_GET
@@ -52,7 +67,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _run_or_404(run_id)
     context = {
         "run": run,
-        "progress": run_progress(run=run),
+        "progress": _progress_for(request, run),
+        "show_internals": user_is_maintainer(user=request.user),
         "curve": run_loss_curve(run=run),
         "evaluation": evaluation_for_run(run=run),
         "override_form": OverrideForm(),
@@ -64,7 +80,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_GET
 def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
-    return JsonResponse(run_progress(run=_run_or_404(run_id)))
+    return JsonResponse(_progress_for(request, _run_or_404(run_id)))
 
 
 @login_required
@@ -99,4 +115,35 @@ def evaluation_override_view(request: HttpRequest, run_id: int) -> HttpResponse:
             messages.error(request, _errors(exc))
         else:
             messages.success(request, "Evaluation overridden; the run can be published.")
+    return redirect("training:run_detail", run_id=run.pk)
+
+
+@login_required
+@permission_required(START_PERMISSION, raise_exception=True)
+@require_POST
+def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _run_or_404(run_id)
+    try:
+        run_retry(run=run, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, f"Run #{run.pk} is queued again; it resumes from its newest checkpoint.")
+    return redirect("training:run_detail", run_id=run.pk)
+
+
+@login_required
+@permission_required(START_PERMISSION, raise_exception=True)
+@require_POST
+def evaluation_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _run_or_404(run_id)
+    evaluation = evaluation_for_run(run=run)
+    try:
+        if evaluation is None:
+            raise ValidationError("This run has no evaluation yet.")
+        evaluation_retry(evaluation=evaluation, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    else:
+        messages.success(request, "The evaluation is queued again.")
     return redirect("training:run_detail", run_id=run.pk)

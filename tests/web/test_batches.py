@@ -120,10 +120,10 @@ def test_review_counts_and_changes_since_the_previous_batch(contributor: User, m
 def test_approve_records_who_and_when_moves_cases_and_enqueues_the_build(
     contributor: User, maintainer: User, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
-    from curation import tasks
+    from cotrain_site import celery_app
 
     sent: list[int] = []
-    monkeypatch.setattr(tasks.build_dataset_version, "delay", sent.append)
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append(args[0]))
     cases = accepted_cases(author=contributor, maintainer=maintainer, count=3)
     batch = batch_create(by=maintainer, name="plan-a")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:

@@ -58,10 +58,10 @@ def test_limit_and_cutoff_on_the_create_form(maintainer: User, contributor: User
 def test_approve_from_the_page_enqueues_the_build(
     maintainer: User, contributor: User, client_for: Callable, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
-    from curation import tasks
+    from cotrain_site import celery_app
 
     sent: list[int] = []
-    monkeypatch.setattr(tasks.build_dataset_version, "delay", sent.append)
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append(args[0]))
     accepted_cases(author=contributor, maintainer=maintainer, count=3)
     batch = batch_create(by=maintainer, name="b")
     with django_capture_on_commit_callbacks(execute=True):

@@ -2,11 +2,13 @@
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from trainer.data import available_splits, load_examples
 
 from accounts.models import User
@@ -128,6 +130,9 @@ def test_a_build_that_died_midway_is_rebuilt(contributor: User, maintainer: User
     batch = approved_batch(author=contributor, maintainer=maintainer)
     version = DatasetVersion.objects.get(batch=batch)
     dataset_version_transition(version=version, to_status=DatasetVersionStatus.BUILDING)
+    # Its worker died: the claim is older than the build timeout (a fresh one is a live build, left alone).
+    late = timezone.now() - timedelta(seconds=settings.DATASET_BUILD_TIMEOUT_SECONDS + 1)
+    DatasetVersion.objects.filter(pk=version.pk).update(claimed_at=late)
     # What the dead worker left: a half-written folder at the final path.
     stale = settings.ARTIFACT_ROOT / "datasets" / batch.name
     stale.mkdir(parents=True)

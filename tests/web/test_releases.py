@@ -11,6 +11,7 @@ from trainer.checkpoint import load_model, verify_sha256sums, write_sha256sums
 
 from accounts.models import User
 from accounts.services import user_create
+from cotrain_site import celery_app
 from curation.models import DatasetVersion
 from intake.models import CaseStatus, FeedbackCase
 from releases.models import Release, ReleaseFile, ReleaseStatus
@@ -218,7 +219,6 @@ def _publish_killed_mid_copy(*, run: TrainingRun, maintainer: User, monkeypatch)
         real_copy(src, dst, beat=beat)
         raise _Killed
 
-    monkeypatch.setattr("releases.tasks.publish_release.delay", lambda *args: None)
     release = release_request(run=run, by=maintainer, tag="v1")
     monkeypatch.setattr(services, "_copy_hashed", copy_then_die)
     with pytest.raises(_Killed):
@@ -249,15 +249,15 @@ def test_a_publish_killed_mid_copy_is_taken_over_by_the_sweeper(
     (releases_root / ".v1.staging-1" / "merged").mkdir(parents=True)
     (releases_root / ".v1.staging-1" / "merged" / "model.safetensors").write_bytes(b"half")
     sent: list[tuple] = []
-    monkeypatch.setattr(publish_release, "delay", lambda *args: sent.append(args))
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append(tuple(args)))
     # Within the timeout the copy may still be alive: nothing is taken over.
-    assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 0} and sent == []
+    assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 0, "lost": 0} and sent == []
     _go_silent(release, settings)
     with django_capture_on_commit_callbacks(execute=True):
-        assert sweep_stale_publishing.run() == {"requeued": 1, "failed": 0}
+        assert sweep_stale_publishing.run() == {"requeued": 1, "failed": 0, "lost": 0}
     assert sent == [(release.pk, maintainer.pk)]
     # Queued again, it is not swept twice while the new attempt gets going.
-    assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 0}
+    assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 0, "lost": 0}
     assert publish_release.run(*sent[0])["status"] == ReleaseStatus.PUBLISHED
     assert publish_release.run(*sent[0])["status"] == ReleaseStatus.PUBLISHED  # safe to run twice
     release.refresh_from_db()
@@ -271,22 +271,22 @@ def test_a_publish_killed_mid_copy_is_taken_over_by_the_sweeper(
 def test_a_publish_that_keeps_dying_is_failed_with_the_reason_and_can_be_retried(
     publishable: Callable, maintainer: User, settings, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
-    from releases.tasks import publish_release, sweep_stale_publishing
+    from releases.tasks import sweep_stale_publishing
 
     settings.RELEASE_PUBLISH_MAX_ATTEMPTS = 2
     run = publishable()
     release = _publish_killed_mid_copy(run=run, maintainer=maintainer, monkeypatch=monkeypatch)
     sent: list[tuple] = []
-    monkeypatch.setattr(publish_release, "delay", lambda *args: sent.append(args))
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: sent.append(tuple(args)))
     _go_silent(release, settings)
     with django_capture_on_commit_callbacks(execute=True):
-        assert sweep_stale_publishing.run() == {"requeued": 1, "failed": 0}
+        assert sweep_stale_publishing.run() == {"requeued": 1, "failed": 0, "lost": 0}
     from releases.services import _release_copy_claim
 
     assert _release_copy_claim(release_id=release.pk) == 2  # the second attempt starts, then dies silently too
     _go_silent(release, settings)
     with django_capture_on_commit_callbacks(execute=True):
-        assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 1}
+        assert sweep_stale_publishing.run() == {"requeued": 0, "failed": 1, "lost": 0}
     assert len(sent) == 1
     release.refresh_from_db()
     assert release.status == ReleaseStatus.FAILED
@@ -302,7 +302,6 @@ def test_an_older_copy_taken_over_mid_way_installs_nothing(
     from releases import services
     from releases.services import release_request
 
-    monkeypatch.setattr("releases.tasks.publish_release.delay", lambda *args: None)
     release = release_request(run=publishable(), by=maintainer, tag="v1")
     real_copy = services._copy_hashed
     taken_over: list[int | None] = []

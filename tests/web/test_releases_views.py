@@ -177,10 +177,10 @@ def test_my_cases_links_the_release_that_addressed_each_case_in_constant_queries
 
 @pytest.fixture
 def sent(monkeypatch) -> list[tuple[int, int]]:
-    from releases import tasks
+    from cotrain_site import celery_app
 
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(tasks.publish_release, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: calls.append(tuple(args)))
     return calls
 
 
@@ -247,3 +247,15 @@ def test_the_publish_task_runs_on_the_default_queue() -> None:
     from worker.celery_app import app
 
     assert app.amqp.router.route({}, publish_release.name)["queue"].name == "default"
+
+
+def test_visitors_see_the_base_models_name_never_its_server_path(run: TrainingRun, maintainer: User) -> None:
+    TrainingRun.objects.filter(pk=run.pk).update(base_checkpoint="/srv/cotrain/models/Yuan2-2B-Mars-hf")
+    release = release_publish(run=TrainingRun.objects.get(pk=run.pk), by=maintainer, tag="yuan2-2b-fix-1")
+    client = Client()
+    pages = [client.get(reverse("releases:list")).content.decode(),
+             client.get(reverse("releases:detail", args=[release.tag])).content.decode(),
+             client.get("/api/v1/releases/").content.decode(),
+             (release_abspath(release=release) / "README.md").read_text(encoding="utf-8")]
+    for page in pages:
+        assert "Yuan2-2B-Mars-hf" in page and "/srv/cotrain" not in page

@@ -48,12 +48,16 @@ HEARTBEAT_TIMEOUT = 8
 class Worker:
     """One `celery worker` process group, started and killed on demand."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *, queues: str = "default,gpu", beat: bool = True,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.env, self.log, self.proc = env, log, None
+        # `prefix` runs it under another command (test_fault_services: a host of its own, through unshare).
+        self.queues, self.beat, self.prefix = queues, beat, prefix
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "default,gpu",
-                   "-c", "1", "-B", "-s", self.env["COTRAIN_VAR_DIR"] + "/beat-schedule", "-l", "info",
+        command = [*self.prefix, sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                   "-Q", self.queues, "-c", "1", *(["-B"] if self.beat else []),
+                   "-s", self.env["COTRAIN_VAR_DIR"] + "/beat-schedule", "-l", "info",
                    "--without-gossip", "--without-mingle", "-n", f"e2e-{time.monotonic_ns()}@%h"]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,

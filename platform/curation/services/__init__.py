@@ -1,7 +1,7 @@
 """Writes to dataset batches and versions; the only place their statuses change.
 
 A package re-exporting one import path: `batches` (create, edit, approve),
-`dataset_versions` (build, verify) and `transitions` (the status writers).
+`dataset_versions` (build, verify, requeue, retry) and `transitions` (the status writers).
 """
 
 from curation.services.batches import (
@@ -17,6 +17,8 @@ from curation.services.dataset_versions import (
     dataset_content_hash,
     dataset_split,
     dataset_version_build,
+    dataset_version_requeue,
+    dataset_version_retry,
     dataset_version_verify,
 )
 from curation.services.transitions import (
@@ -40,6 +42,8 @@ __all__ = [
     "dataset_content_hash",
     "dataset_split",
     "dataset_version_build",
+    "dataset_version_requeue",
+    "dataset_version_retry",
     "dataset_version_transition",
     "dataset_version_verify",
 ]

@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import User
+from cotrain_site.jobs import enqueue_on_commit
 from curation.models import BatchCase, BatchStatus, DatasetBatch, DatasetVersion
 from curation.selectors import batch_latest_approved, case_queryset_batchable
 from curation.services.transitions import batch_transition
@@ -25,6 +26,7 @@ CHANGE_PERMISSION = "curation.change_datasetbatch"
 APPROVE_PERMISSION = "curation.approve_datasetbatch"
 # The name becomes the dataset's folder under ARTIFACT_ROOT/datasets/, so it is a slug.
 BATCH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+BUILD_TASK = "curation.tasks.build_dataset_version"
 # Both splits must have rows: the trainer refuses an empty split.
 MIN_CASES_TO_APPROVE = 2
 
@@ -187,12 +189,6 @@ def batch_approve(*, batch: DatasetBatch, by: User) -> DatasetBatch:
     for item in items:
         case_transition(case=item.case, to_status=CaseStatus.IN_BATCH, actor=by, note=f"In batch {approved.name}.")
     version = DatasetVersion.objects.create(batch=approved)
-    _enqueue_build(version_id=version.pk)
+    # A broker that is down costs a delay, not the approval: the version waits `pending` and the sweeper sends it.
+    enqueue_on_commit(BUILD_TASK, version.pk)
     return approved
-
-
-def _enqueue_build(*, version_id: int) -> None:
-    # Imported here: tasks import these services.
-    from curation.tasks import build_dataset_version
-
-    transaction.on_commit(lambda: build_dataset_version.delay(version_id))

@@ -14,19 +14,22 @@ catch any later edit of the files.
 import hashlib
 import json
 import shutil
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.utils import timezone
 
+from accounts.models import User
+from cotrain_site.jobs import enqueue_on_commit
 from curation.models import DatasetBatch, DatasetVersion, DatasetVersionStatus
 from curation.selectors import case_pk_for_row, dataset_rows_for_batch, dataset_version_abspath
+from curation.services.batches import APPROVE_PERMISSION, BUILD_TASK
 from curation.services.transitions import dataset_version_transition
 
 # Share of each scenario's cases held out for evaluation (at least one when it has two or more);
@@ -202,21 +205,39 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
     return manifest
 
 
+class _BuildTakenOver(Exception):
+    """A newer attempt claimed the version (or it left `building`): this build stops and records nothing."""
+
+
+def _build_is_stale(version: DatasetVersion) -> bool:
+    limit = settings.DATASET_BUILD_TIMEOUT_SECONDS
+    return version.claimed_at is None or (timezone.now() - version.claimed_at).total_seconds() > limit
+
+
 @transaction.atomic
 def _claim(*, version_id: int) -> DatasetVersion | None:
+    """Take the next build attempt, or None: ready, or a live build holds it (a duplicate message)."""
     locked = DatasetVersion.objects.select_for_update().get(pk=version_id)
     if locked.status == DatasetVersionStatus.READY:
         return None
-    # `building` -> `building` too: a worker that died mid-build leaves it so.
+    if locked.status == DatasetVersionStatus.BUILDING and not _build_is_stale(locked):
+        return None
+    # A stale `building` is a worker that died mid-build: start again from scratch.
     return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.BUILDING)
 
 
-@transaction.atomic
-def _install(*, version_id: int, built: Path, manifest: dict[str, Any]) -> DatasetVersion:
-    """Move the built folder into place and record it, under the row lock, unless another run did first."""
+def _lock_attempt(*, version_id: int, attempt: int) -> DatasetVersion:
+    """The version under its row lock, if this attempt still owns the build; else `_BuildTakenOver`."""
     locked = DatasetVersion.objects.select_for_update().select_related("batch").get(pk=version_id)
-    if locked.status == DatasetVersionStatus.READY:
-        return locked
+    if locked.status != DatasetVersionStatus.BUILDING or locked.attempt != attempt:
+        raise _BuildTakenOver(f"dataset version {version_id}: build attempt {attempt} was taken over")
+    return locked
+
+
+@transaction.atomic
+def _install(*, version_id: int, attempt: int, built: Path, manifest: dict[str, Any]) -> DatasetVersion:
+    """Move the built folder into place and record it, under the row lock, if this attempt still owns the build."""
+    locked = _lock_attempt(version_id=version_id, attempt=attempt)
     relative = f"datasets/{locked.batch.name}"
     final = Path(settings.ARTIFACT_ROOT) / relative
     if final.exists():
@@ -229,25 +250,83 @@ def _install(*, version_id: int, built: Path, manifest: dict[str, Any]) -> Datas
     return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.READY)
 
 
+@transaction.atomic
+def _fail(*, version_id: int, attempt: int, error: str) -> DatasetVersion:
+    locked = _lock_attempt(version_id=version_id, attempt=attempt)
+    return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.FAILED, error=error[:2000])
+
+
+def _remove_leftovers(*, root: Path, batch: DatasetBatch, keep: Path) -> None:
+    # A SIGKILLed build never reached its `finally`; an older build still running has lost its claim anyway.
+    for leftover in root.glob(f".{batch.name}.building-*"):
+        if leftover != keep:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def dataset_version_build(*, version_id: int) -> DatasetVersion:
-    """Build the version's files (the task's body). A ready version is returned as it is, not rebuilt."""
+    """Build the version's files (the task's body); safe to run twice, and after a build killed mid-way.
+
+    A ready version, or one a live build holds, is returned as it is. Each attempt
+    builds from scratch into its own hidden folder, and only the newest attempt may
+    move it into place (under the row lock) or record a failure.
+    """
     version = _claim(version_id=version_id)
     if version is None:
         return DatasetVersion.objects.get(pk=version_id)
+    attempt = version.attempt
     batch = DatasetBatch.objects.select_related("approved_by").get(pk=version.batch_id)
     root = Path(settings.ARTIFACT_ROOT) / "datasets"
-    root.mkdir(parents=True, exist_ok=True)
-    building = root / f".{batch.name}.building-{uuid.uuid4().hex[:8]}"
+    building = root / f".{batch.name}.building-{attempt}"
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(root=root, batch=batch, keep=building)
+        shutil.rmtree(building, ignore_errors=True)
         building.mkdir()
         splits = dataset_split(rows=dataset_rows_for_batch(batch=batch))
         manifest = _write_dataset(folder=building, batch=batch, splits=splits)
-        return _install(version_id=version_id, built=building, manifest=manifest)
+        return _install(version_id=version_id, attempt=attempt, built=building, manifest=manifest)
+    except _BuildTakenOver:
+        return DatasetVersion.objects.get(pk=version_id)
     except Exception as exc:
-        dataset_version_transition(version=version, to_status=DatasetVersionStatus.FAILED, error=f"{exc!r}"[:2000])
+        try:
+            _fail(version_id=version_id, attempt=attempt, error=f"{exc!r}")
+        except _BuildTakenOver:
+            return DatasetVersion.objects.get(pk=version_id)  # a newer attempt owns it: its outcome counts
         raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def dataset_version_requeue(*, version_id: int) -> bool:
+    """The sweeper's move: enqueue again a version whose message was lost or whose build died (True)."""
+    with transaction.atomic():
+        locked = DatasetVersion.objects.select_for_update().get(pk=version_id)
+        waited = (timezone.now() - locked.enqueued_at).total_seconds()
+        if locked.status == DatasetVersionStatus.PENDING and waited > settings.JOB_REQUEUE_SECONDS:
+            locked.enqueued_at = timezone.now()
+            locked.save(update_fields=["enqueued_at"])
+        elif locked.status == DatasetVersionStatus.BUILDING and _build_is_stale(locked):
+            dataset_version_transition(version=locked, to_status=DatasetVersionStatus.PENDING,
+                                       error=f"Build attempt {locked.attempt} stopped without finishing; built again.")
+        else:
+            return False
+        enqueue_on_commit(BUILD_TASK, version_id)
+    return True
+
+
+def dataset_version_retry(*, version: DatasetVersion, by: User | None) -> DatasetVersion:
+    """A maintainer's retry of a failed build (a permission error that outlasted the task's retries, ...)."""
+    if by is None or not by.is_active or not by.has_perm(APPROVE_PERMISSION):
+        raise PermissionDenied("Only maintainers can retry dataset builds.")
+    with transaction.atomic():
+        locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != DatasetVersionStatus.FAILED:
+            raise ValidationError(f"Dataset version {locked.pk} is {locked.status}; only a failed build can be "
+                                  "retried.", code="not_failed")
+        retried = dataset_version_transition(version=locked, to_status=DatasetVersionStatus.PENDING,
+                                             error=f"Retried by {by.username}; last error: {locked.error}"[:2000])
+        enqueue_on_commit(BUILD_TASK, retried.pk)
+    return retried
 
 
 def dataset_version_verify(*, version: DatasetVersion) -> None:

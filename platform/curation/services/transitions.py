@@ -15,9 +15,13 @@ VERSION_TRANSITIONS = {
     (DatasetVersionStatus.PENDING, DatasetVersionStatus.BUILDING),
     (DatasetVersionStatus.BUILDING, DatasetVersionStatus.READY),
     (DatasetVersionStatus.BUILDING, DatasetVersionStatus.FAILED),
-    # A worker that died mid-build leaves `building`; a rerun starts again.
+    # A worker that died mid-build leaves `building`: a redelivered message claims it
+    # again, or the sweeper queues it again once its claim is older than the build timeout.
     (DatasetVersionStatus.BUILDING, DatasetVersionStatus.BUILDING),
+    (DatasetVersionStatus.BUILDING, DatasetVersionStatus.PENDING),
+    # Celery's retry of a transient failure claims it again; a maintainer's retry queues it again.
     (DatasetVersionStatus.FAILED, DatasetVersionStatus.BUILDING),
+    (DatasetVersionStatus.FAILED, DatasetVersionStatus.PENDING),
 }
 
 
@@ -40,6 +44,15 @@ def dataset_version_transition(*, version: DatasetVersion, to_status: str, error
                                  label="Dataset version {row.pk}")
     locked.status, locked.error = to_status, error
     fields = ["status", "error"]
+    if to_status == DatasetVersionStatus.BUILDING:
+        # The attempt number fences the build: an older attempt that wakes up can record nothing.
+        locked.attempt += 1
+        locked.claimed_at = timezone.now()
+        fields += ["attempt", "claimed_at"]
+    if to_status == DatasetVersionStatus.PENDING:
+        # The caller enqueues the build; the sweeper waits JOB_REQUEUE_SECONDS from here before sending another.
+        locked.enqueued_at = timezone.now()
+        fields.append("enqueued_at")
     if to_status == DatasetVersionStatus.READY:
         locked.built_at = timezone.now()
         fields.append("built_at")

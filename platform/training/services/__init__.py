@@ -1,8 +1,8 @@
 """Writes to training runs and evaluations; the only place their statuses change.
 
 `training.services` re-exports the functions of its modules: transitions (the one
-write path of each status), runs (start, cancel, and the worker's side of a run)
-and evaluations (scoring, verdict, override).
+write path of each status), runs (start, cancel, retry, and the worker's side of a run)
+and evaluations (scoring, verdict, override, retry).
 """
 
 from training.services.evaluations import (
@@ -11,7 +11,9 @@ from training.services.evaluations import (
     evaluation_fail,
     evaluation_override,
     evaluation_record,
+    evaluation_requeue_lost,
     evaluation_requeue_stale,
+    evaluation_retry,
     evaluation_verdict,
 )
 from training.services.runs import (
@@ -23,7 +25,9 @@ from training.services.runs import (
     run_finish,
     run_folder_write,
     run_record_outcome,
+    run_requeue_lost,
     run_requeue_stale,
+    run_retry,
     run_start,
 )
 from training.services.transitions import (
@@ -43,7 +47,9 @@ __all__ = [
     "evaluation_fail",
     "evaluation_override",
     "evaluation_record",
+    "evaluation_requeue_lost",
     "evaluation_requeue_stale",
+    "evaluation_retry",
     "evaluation_transition",
     "evaluation_verdict",
     "run_cancel",
@@ -52,7 +58,9 @@ __all__ = [
     "run_finish",
     "run_folder_write",
     "run_record_outcome",
+    "run_requeue_lost",
     "run_requeue_stale",
+    "run_retry",
     "run_start",
     "run_transition",
 ]

@@ -8,6 +8,7 @@ a written reason.
 """
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from cotrain_site.jobs import enqueue_on_commit
 from curation import selectors as curation_selectors
 from training.models import Evaluation, EvaluationStatus, RunStatus
 from training.selectors import base_checkpoint_abspath, run_dir_abspath
-from training.services.runs import ClaimLost
+from training.services.runs import EVALUATE_TASK, START_PERMISSION, ClaimLost, db_reconnect, db_retry
 from training.services.transitions import evaluation_transition
 from worker import launcher
 
@@ -56,15 +58,36 @@ def evaluation_requeue_stale(*, evaluation_id: int) -> bool:
             return False
         evaluation_transition(evaluation=evaluation, to_status=EvaluationStatus.PENDING,
                               error="Its worker stopped; queued again.")
-    run_id = evaluation.run_id
-    transaction.on_commit(lambda: _enqueue_evaluate(run_id))
+        enqueue_on_commit(EVALUATE_TASK, evaluation.run_id)
     return True
 
 
-def _enqueue_evaluate(run_id: int) -> None:
-    from training.tasks import evaluate_run
+def evaluation_requeue_lost(*, evaluation_id: int) -> bool:
+    """The sweeper's move for an evaluation `pending` past JOB_REQUEUE_SECONDS: its message was lost (True)."""
+    with transaction.atomic():
+        evaluation = Evaluation.objects.select_for_update().get(pk=evaluation_id)
+        waited = (timezone.now() - evaluation.enqueued_at).total_seconds()
+        if evaluation.status != EvaluationStatus.PENDING or waited <= settings.JOB_REQUEUE_SECONDS:
+            return False
+        evaluation.enqueued_at = timezone.now()
+        evaluation.save(update_fields=["enqueued_at"])
+        enqueue_on_commit(EVALUATE_TASK, evaluation.run_id)
+    return True
 
-    evaluate_run.delay(run_id)
+
+def evaluation_retry(*, evaluation: Evaluation, by: User | AnonymousUser | None) -> Evaluation:
+    """A maintainer's retry of a failed evaluation (a scoring crash, a full disk): scored again from scratch."""
+    if by is None or not by.has_perm(START_PERMISSION):
+        raise PermissionDenied("Only maintainers can retry evaluations.")
+    with transaction.atomic():
+        locked = Evaluation.objects.select_for_update().get(pk=evaluation.pk)
+        if locked.status != EvaluationStatus.FAILED:
+            raise ValidationError(f"The evaluation is {locked.get_status_display()}; only a failed one can be "
+                                  "retried.", code="not_failed")
+        retried = evaluation_transition(evaluation=locked, to_status=EvaluationStatus.PENDING,
+                                        error=f"Retried by {by}; last error: {locked.error}"[:5000])
+        enqueue_on_commit(EVALUATE_TASK, retried.run_id)
+    return retried
 
 
 def evaluation_execute(*, evaluation: Evaluation) -> Evaluation:
@@ -84,21 +107,25 @@ def evaluation_execute(*, evaluation: Evaluation) -> Evaluation:
                                         model=run_dir / "export" / "merged", data=data, split=split, out=out,
                                         max_new_tokens=settings.EVAL_MAX_NEW_TOKENS, seq_len=settings.EVAL_SEQ_LEN)
         outcome = launcher.launch(command, run_dir=out, on_progress=lambda _: _heartbeat(evaluation),
-                                  cwd=settings.REPO_ROOT, poll_seconds=2.0)
+                                  cwd=settings.REPO_ROOT, poll_seconds=2.0,
+                                  lock_wait_seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
         try:
             comparisons[name] = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             tail = launcher.log_tail(out / launcher.LOG_NAME, max_bytes=1500)
-            return evaluation_fail(evaluation=evaluation,
-                                   error=f"Scoring the {name} set failed (exit {outcome.exit_code}):\n{tail}")
-    return evaluation_record(evaluation=evaluation, cases=comparisons["cases"], general=comparisons["general"])
+            error = f"Scoring the {name} set failed (exit {outcome.exit_code}):\n{tail}"
+            return db_retry(partial(evaluation_fail, evaluation=evaluation, error=error),
+                            what=f"evaluation {evaluation.pk}")
+    return db_retry(lambda: evaluation_record(evaluation=evaluation, cases=comparisons["cases"],
+                                              general=comparisons["general"]), what=f"evaluation {evaluation.pk}")
 
 
 def _heartbeat(evaluation: Evaluation) -> None:
     try:
         updated = Evaluation.objects.filter(pk=evaluation.pk, attempt=evaluation.attempt,
                                             status=EvaluationStatus.RUNNING).update(heartbeat_at=timezone.now())
-    except DatabaseError:
+    except DatabaseError as exc:
+        db_reconnect(what=f"evaluation {evaluation.pk} heartbeat", exc=exc)
         return
     if not updated:
         raise ClaimLost(f"evaluation {evaluation.pk}: attempt {evaluation.attempt} was taken over")

@@ -5,22 +5,32 @@ dataset hash -> write the run folder -> launch the trainer (worker.launcher) whi
 streaming metrics.jsonl into the row -> record result.json. Every write after the
 claim is fenced by the attempt number, so a worker that lost its claim (its
 heartbeat went stale and another attempt took over) can record nothing and stops
-its trainer.
+its trainer; and the launcher holds an exclusive lock on the run folder while its
+trainer lives, so a second attempt waits for the first trainer to be gone.
+
+A database restart mid-run breaks the worker's connection, and Django would keep
+failing on the dead socket for the rest of the task: every write here closes a
+broken connection (the next query reconnects) and tries again at the next poll,
+so the trainer never stops for a blip shorter than the heartbeat timeout.
 """
 
+import contextlib
 import json
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from cotrain_site.jobs import enqueue_on_commit
 from curation import selectors as curation_selectors
 from curation import services as curation_services
 from curation.models import DatasetVersion, DatasetVersionStatus
@@ -32,11 +42,45 @@ from worker import launcher
 
 START_PERMISSION = "training.add_trainingrun"
 CANCEL_PERMISSION = "training.change_trainingrun"
+TRAIN_TASK = "training.tasks.train_run"
+EVALUATE_TASK = "training.tasks.evaluate_run"
 LOG_TAIL_BYTES = 4000
+# What a database restart raises on a connection it broke (and while it is still down).
+DB_DOWN = (OperationalError, InterfaceError)
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ClaimLost(Exception):
     """Another attempt owns the run now; this worker must stop and record nothing."""
+
+
+def db_reconnect(*, what: str, exc: Exception) -> None:
+    """Drop a connection the database server broke, so that the next query opens a fresh one.
+
+    Django only closes broken connections between requests (or tasks); inside one
+    long task, every later query would fail on the dead socket.
+    """
+    log.warning("%s: the database is unreachable (%s); reconnecting at the next write", what, exc)
+    with contextlib.suppress(DatabaseError):
+        connection.close()
+
+
+def db_retry(write: Callable[[], T], *, what: str, seconds: float | None = None) -> T:
+    """`write()`, tried again (reconnecting) while the database is down, for up to the heartbeat timeout.
+
+    For the writes that end an attempt: giving up there would leave a finished
+    trainer's run `running` until the sweeper reran it.
+    """
+    deadline = time.monotonic() + (settings.RUN_HEARTBEAT_TIMEOUT_SECONDS if seconds is None else seconds)
+    while True:
+        try:
+            return write()
+        except DB_DOWN as exc:
+            if time.monotonic() >= deadline:
+                raise
+            db_reconnect(what=what, exc=exc)
+            time.sleep(1.0)
 
 
 def _require(user: User | AnonymousUser | None, permission: str, action: str) -> None:
@@ -77,7 +121,7 @@ def run_start(*, version: DatasetVersion, base_checkpoint: str, recipe: Recipe |
     except IntegrityError:
         _refuse_if_active(version=version)
         raise
-    transaction.on_commit(lambda: _enqueue_train(run.pk))
+    enqueue_on_commit(TRAIN_TASK, run.pk)
     return run
 
 
@@ -89,12 +133,6 @@ def _refuse_if_active(*, version: DatasetVersion) -> None:
             "cancel it or wait until it finishes before starting another.",
             code="run_active",
         )
-
-
-def _enqueue_train(run_id: int) -> None:
-    from training.tasks import train_run  # tasks import these services
-
-    train_run.delay(run_id)
 
 
 def run_cancel(*, run: TrainingRun, by: User | None) -> TrainingRun:
@@ -148,8 +186,44 @@ def run_requeue_stale(*, run_id: int) -> bool:
         if run.status != RunStatus.RUNNING:
             return False
         run_transition(run=run, to_status=RunStatus.QUEUED, error="Its worker stopped; queued to resume.")
-    transaction.on_commit(lambda: _enqueue_train(run_id))
+        enqueue_on_commit(TRAIN_TASK, run_id)
     return True
+
+
+def run_requeue_lost(*, run_id: int) -> bool:
+    """The sweeper's move for a run `queued` past JOB_REQUEUE_SECONDS: its message was lost, send another (True).
+
+    A duplicate is harmless: the claim lets one message through.
+    """
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        waited = (timezone.now() - run.enqueued_at).total_seconds()
+        if run.status != RunStatus.QUEUED or waited <= settings.JOB_REQUEUE_SECONDS:
+            return False
+        run.enqueued_at = timezone.now()
+        run.save(update_fields=["enqueued_at"])
+        enqueue_on_commit(TRAIN_TASK, run_id)
+    return True
+
+
+def run_retry(*, run: TrainingRun, by: User | None) -> TrainingRun:
+    """A maintainer's retry of a failed run: queued again on its run folder, so it resumes its newest checkpoint."""
+    _require(by, START_PERMISSION, "retry training runs")
+    try:
+        with transaction.atomic():
+            locked = TrainingRun.objects.select_for_update().select_related("dataset_version").get(pk=run.pk)
+            if locked.status != RunStatus.FAILED:
+                raise ValidationError(f"Run {locked.pk} is {locked.get_status_display()}; only a failed run can be "
+                                      "retried.", code="not_failed")
+            _refuse_if_active(version=locked.dataset_version)
+            retried = run_transition(run=locked, to_status=RunStatus.QUEUED,
+                                     error=f"Retried by {by}; last error: {locked.error}"[:5000])
+            enqueue_on_commit(TRAIN_TASK, retried.pk)
+    except IntegrityError:
+        # Another run on the batch started between the check and the save.
+        _refuse_if_active(version=run.dataset_version)
+        raise
+    return retried
 
 
 def run_execute(*, run: TrainingRun) -> TrainingRun:
@@ -169,11 +243,13 @@ def run_execute(*, run: TrainingRun) -> TrainingRun:
                           error=f"Could not prepare the run folder: {type(exc).__name__}: {exc}")
     command = launcher.train_command(config=config, run_dir=run_dir, gpus=launcher.gpu_count())
     watcher = _RunWatcher(run=run, run_dir=run_dir)
+    # Waiting for the folder's lock (a previous attempt's trainer is still stopping) heartbeats as it waits.
     outcome = launcher.launch(command, run_dir=run_dir, on_progress=watcher.progress,
                               should_cancel=watcher.cancel_requested, cwd=settings.REPO_ROOT,
-                              env={"PYTHONUNBUFFERED": "1"})
+                              env={"PYTHONUNBUFFERED": "1"}, lock_wait_seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
     watcher.flush()
-    return run_record_outcome(run=run, outcome=outcome, run_dir=run_dir)
+    return db_retry(lambda: run_record_outcome(run=run, outcome=outcome, run_dir=run_dir),
+                    what=f"run {run.pk} attempt {run.attempt}")
 
 
 def run_folder_write(*, run: TrainingRun, run_dir: Path) -> Path:
@@ -228,8 +304,10 @@ class _RunWatcher:
             mine = TrainingRun.objects.filter(pk=self.run.pk, attempt=self.run.attempt,
                                               status__in=[RunStatus.RUNNING, RunStatus.CANCELLING])
             updated = mine.update(**fields)
-        except DatabaseError:
-            return  # transient: the next poll writes again, and the heartbeat has slack for it
+        except DatabaseError as exc:
+            # Transient: the next poll writes again on a fresh connection, and the heartbeat has slack for it.
+            db_reconnect(what=f"run {self.run.pk} progress", exc=exc)
+            return
         self.last_write = time.monotonic()
         if not updated:
             raise ClaimLost(f"run {self.run.pk}: attempt {self.run.attempt} was taken over")
@@ -237,7 +315,8 @@ class _RunWatcher:
     def cancel_requested(self) -> bool:
         try:
             status = TrainingRun.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-        except DatabaseError:
+        except DatabaseError as exc:
+            db_reconnect(what=f"run {self.run.pk} cancel poll", exc=exc)
             return False
         return status == RunStatus.CANCELLING
 
@@ -281,11 +360,5 @@ def run_finish(*, run: TrainingRun, status: str, result: dict[str, Any], error: 
         locked.save(update_fields=fields)
         if status == RunStatus.SUCCEEDED:
             Evaluation.objects.get_or_create(run=locked)
-            transaction.on_commit(lambda: _enqueue_evaluate(locked.pk))
+            enqueue_on_commit(EVALUATE_TASK, locked.pk)
     return locked
-
-
-def _enqueue_evaluate(run_id: int) -> None:
-    from training.tasks import evaluate_run
-
-    evaluate_run.delay(run_id)

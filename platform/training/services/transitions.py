@@ -24,6 +24,8 @@ RUN_TRANSITIONS = {
     (R.CANCELLING, R.SUCCEEDED),
     (R.CANCELLING, R.FAILED),
     (R.QUEUED, R.FAILED),
+    # A maintainer's retry: queued again on the same run folder, so the trainer resumes its newest checkpoint.
+    (R.FAILED, R.QUEUED),
 }
 FINISHED = {R.SUCCEEDED, R.FAILED, R.CANCELLED}
 E = EvaluationStatus
@@ -53,6 +55,10 @@ def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> Trai
         locked.started_at = locked.started_at or now
         locked.heartbeat_at = now
         fields += ["attempt", "started_at", "heartbeat_at"]
+    if to_status == R.QUEUED:
+        # The caller enqueues it; the sweeper waits JOB_REQUEUE_SECONDS from here before sending another.
+        locked.enqueued_at, locked.finished_at = now, None
+        fields += ["enqueued_at", "finished_at"]
     if to_status in FINISHED:
         locked.finished_at = now
         fields.append("finished_at")
@@ -70,6 +76,9 @@ def evaluation_transition(*, evaluation: Evaluation, to_status: str, error: str 
         locked.attempt += 1
         locked.started_at = locked.heartbeat_at = timezone.now()
         fields += ["attempt", "started_at", "heartbeat_at"]
+    if to_status == E.PENDING:
+        locked.enqueued_at, locked.finished_at = timezone.now(), None
+        fields += ["enqueued_at", "finished_at"]
     if to_status in {E.PASSED, E.BLOCKED, E.FAILED}:
         locked.finished_at = timezone.now()
         fields.append("finished_at")
