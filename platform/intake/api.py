@@ -5,7 +5,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -18,7 +18,7 @@ from accounts.roles import SUBMIT_PERMISSION
 from intake.models import CaseSource, FeedbackCase
 from intake.selectors import case_queryset_for_author, case_queryset_public
 from intake.serializers import CaseSerializer, CaseSubmitSerializer, PublicRequestSerializer
-from intake.services import case_create
+from intake.services import case_submit
 from intake.throttles import SubmitIpRateThrottle, SubmitUserRateThrottle
 
 
@@ -30,6 +30,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return Response({"detail": f"Request body too large: the limit is {limit} bytes."}, status=400)
     return drf_exception_handler(exc, context)
+
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    name="Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Any unique string (a UUID): sending the same case again with it within 24 hours returns the "
+    "first case (200) instead of creating another. Use it to retry after a connection error.",
+)
 
 
 class CanSubmit(permissions.BasePermission):
@@ -60,20 +69,26 @@ class CaseListCreate(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[FeedbackCase]:
         return case_queryset_for_author(user=self.request.user)
 
-    @extend_schema(request=CaseSubmitSerializer, responses={201: CaseSerializer})
+    @extend_schema(
+        request=CaseSubmitSerializer,
+        responses={201: CaseSerializer, 200: CaseSerializer},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+    )
     def post(self, request: Request) -> Response:
         serializer = CaseSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            case = case_create(
+            case, created = case_submit(
                 author=request.user,
                 data=serializer.to_case_input(),
                 source=CaseSource.API,
                 source_url=serializer.validated_data["source_url"],
+                idempotency_key=request.headers.get("Idempotency-Key"),
             )
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from exc
-        return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
+        # A replay answers 200 with the first case: the client learns the id it missed, and nothing new exists.
+        return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class CaseDetail(generics.RetrieveAPIView):

@@ -1,9 +1,12 @@
+import uuid
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from intake.models import CaseLanguage, CaseSource, CaseStatus, FeedbackCase
 from intake.selectors import CaseFilters
-from intake.services import CaseInput
+from intake.services import CaseInput, validate_idempotency_key
 from intake.validators import validate_clean_text, validate_tags
 
 
@@ -45,6 +48,20 @@ class CaseForm(forms.ModelForm):
 
     def to_input(self) -> CaseInput:
         return CaseInput.from_cleaned(self.cleaned_data, tags=self.cleaned_data["tags_text"])
+
+
+class CaseSubmitForm(CaseForm):
+    """The submission form with a key made when the page is shown: a second POST of it
+    (a double click, a resend after a lost answer) gets the first case back."""
+
+    idempotency_key = forms.CharField(required=False, widget=forms.HiddenInput, validators=[validate_idempotency_key])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["idempotency_key"].initial = uuid.uuid4().hex
+
+    def clean_idempotency_key(self) -> str | None:
+        return self.cleaned_data["idempotency_key"] or None
 
 
 TRIAGE_ACTIONS = {

@@ -66,7 +66,11 @@ def _check_types(record: dict[str, object]) -> None:
 
 def _parse_record(*, record: dict[str, object]) -> CaseImport:
     _check_types(record)
-    created_at = parse_datetime(str(record["created_at"]))
+    try:
+        created_at = parse_datetime(str(record["created_at"]))
+    except ValueError:
+        # Well-formed but impossible (month 13, February 30th, hour 25): parse_datetime raises, not returns None.
+        created_at = None
     if created_at is None:
         raise ValidationError(f"Field 'created_at' is not an ISO 8601 date-time: {record['created_at']!r}.")
     if timezone.is_naive(created_at):

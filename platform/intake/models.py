@@ -4,7 +4,13 @@ from django.conf import settings
 from django.core.validators import MaxLengthValidator
 from django.db import models
 
-from intake.validators import ExamplePairsValidator, validate_clean_text, validate_not_blank, validate_tags
+from intake.validators import (
+    ExamplePairsValidator,
+    validate_clean_text,
+    validate_http_url,
+    validate_not_blank,
+    validate_tags,
+)
 
 # Size limits: generous for real prompts (long prose, several examples) yet small
 # enough that one case cannot fill the database or a training batch.
@@ -12,6 +18,7 @@ SCENARIO_MAX = 200
 TEXT_MAX = 20_000
 MODEL_VERSION_MAX = 100
 REASON_MAX = 2_000
+IDEMPOTENCY_KEY_MAX = 100
 # Example pairs besides the first (prompt/expected_output) that one request may carry.
 EXTRA_EXAMPLES_MAX = 50
 DATA_LICENSE = "CC-BY-4.0"
@@ -52,7 +59,10 @@ class FeedbackCase(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     source = models.CharField(max_length=10, choices=CaseSource.choices, default=CaseSource.WEB)
     source_url = models.URLField(
-        max_length=500, blank=True, help_text="Link to the original report, e.g. a GitHub comment."
+        max_length=500,
+        blank=True,
+        validators=[validate_http_url],
+        help_text="Link to the original report, e.g. a GitHub comment.",
     )
     # The id of the original in its source (a GitHub comment id), so re-ingesting it is a no-op.
     external_id = models.CharField(max_length=100, blank=True)
@@ -110,6 +120,9 @@ class FeedbackCase(models.Model):
     # Lower-cased scenario, input and outputs, written by the services; on PostgreSQL a
     # trigram index (migration 0002) serves the triage text search from it.
     search_text = models.TextField(blank=True, editable=False)
+    # The client's Idempotency-Key (API header, or the web form's hidden field): a retry of a
+    # submission whose answer was lost gets this case back instead of creating a second one.
+    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX, null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -130,6 +143,11 @@ class FeedbackCase(models.Model):
                 fields=["source", "external_id"], condition=~models.Q(external_id=""), name="case_unique_external_id"
             ),
             models.CheckConstraint(condition=~models.Q(expected_output=""), name="case_expected_output_not_empty"),
+            models.UniqueConstraint(
+                fields=["author", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="case_unique_idempotency_key",
+            ),
         ]
         permissions = [("triage_feedbackcase", "Can triage feedback cases")]
 

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from intake.models import MODEL_VERSION_MAX, SCENARIO_MAX, TEXT_MAX, CaseLanguage, FeedbackCase
 from intake.services import CaseInput
-from intake.validators import validate_clean_text, validate_not_blank
+from intake.validators import validate_clean_text, validate_http_url, validate_not_blank
 
 
 class StrictCharField(serializers.CharField):
@@ -49,7 +49,9 @@ class CaseSubmitSerializer(serializers.Serializer):
         child=StrictCharField(max_length=40, validators=[validate_clean_text]), max_length=10, default=list
     )
     model_version = _text(MODEL_VERSION_MAX, required=False)
-    source_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    source_url = serializers.URLField(
+        max_length=500, required=False, allow_blank=True, default="", validators=[validate_http_url]
+    )
     license_consent = StrictTrueField()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:

@@ -6,9 +6,10 @@ the API, commands and (later) Celery tasks all call it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
-from intake.models import REASON_MAX, CaseEvent, CaseSource, CaseStatus, CaseVote, FeedbackCase
+from intake.models import IDEMPOTENCY_KEY_MAX, REASON_MAX, CaseEvent, CaseSource, CaseStatus, CaseVote, FeedbackCase
 from intake.selectors import case_has_training_example
 
 S = CaseStatus
@@ -41,6 +42,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (S.TRAINED, S.RELEASED): SYSTEM,
 }
 VOTABLE_STATUSES = {S.ACCEPTED, S.IN_BATCH, S.TRAINED, S.RELEASED}
+# A repeat of a submission with the same Idempotency-Key within this window returns the
+# first case; after it, the key may name a new submission (as with payment APIs' keys).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_KEY_RE = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")
 
 
 @dataclass(frozen=True)
@@ -219,10 +224,12 @@ def case_create(
     source_url: str = "",
     external_id: str = "",
     author_name: str = "",
+    idempotency_key: str | None = None,
 ) -> FeedbackCase:
     """Record a new case (status `new`); raises ValidationError, writing nothing, on bad input."""
     case = FeedbackCase(
         author=author,
+        idempotency_key=idempotency_key,
         author_name=author_name or (author.username if author else ""),
         source=source,
         source_url=source_url,
@@ -232,6 +239,53 @@ def case_create(
     )
     _validated_case(case=case).save()
     CaseEvent.objects.create(case=case, actor=author, action="created", to_status=case.status)
+    return case
+
+
+def validate_idempotency_key(key: str) -> None:
+    if not IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise ValidationError(
+            f"An idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters (a UUID is a good one).",
+            code="invalid_idempotency_key",
+        )
+
+
+def case_submit(
+    *, author: User, data: CaseInput, source: str, idempotency_key: str | None, source_url: str = ""
+) -> tuple[FeedbackCase, bool]:
+    """`case_create` for a person's submission; returns (case, created).
+
+    With an `idempotency_key`, a repeat by the same author within IDEMPOTENCY_WINDOW
+    (a client retrying after a lost answer) returns the first case and writes nothing;
+    the same key with other content is refused, so that a reused key never hides a case.
+    """
+    if idempotency_key is None:
+        return case_create(author=author, data=data, source=source, source_url=source_url), True
+    validate_idempotency_key(idempotency_key)
+    with transaction.atomic():
+        first = FeedbackCase.objects.select_for_update().filter(author=author, idempotency_key=idempotency_key).first()
+        if first is not None and first.created_at >= timezone.now() - IDEMPOTENCY_WINDOW:
+            return _same_submission(first, data=data), False
+        if first is not None:
+            # Expired: the key is free for this new submission.
+            FeedbackCase.objects.filter(pk=first.pk).update(idempotency_key=None)
+        try:
+            with transaction.atomic():
+                case = case_create(author=author, data=data, source=source, source_url=source_url,
+                                   idempotency_key=idempotency_key)
+        except IntegrityError:
+            # A parallel request with the same key committed its case first: that one is the answer.
+            first = FeedbackCase.objects.get(author=author, idempotency_key=idempotency_key)
+            return _same_submission(first, data=data), False
+    return case, True
+
+
+def _same_submission(case: FeedbackCase, *, data: CaseInput) -> FeedbackCase:
+    if any(getattr(case, name) != value for name, value in data.case_fields().items() if name != "license_consent"):
+        raise ValidationError(
+            f"This idempotency key was already used for case #{case.pk}, with other content; use a new key.",
+            code="idempotency_key_reused",
+        )
     return case
 
 

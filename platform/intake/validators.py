@@ -3,17 +3,30 @@
 import unicodedata
 
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.utils.deconstruct import deconstructible
 
 # Line breaks and tabs are part of real prompts; every other control character
 # (including NUL, which PostgreSQL cannot store) is refused.
 _ALLOWED_CONTROLS = {"\n", "\r", "\t"}
+# Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) reorder
+# how the text around them is shown: a prompt, a name or a link can be made to read as
+# something else than it is ("Trojan Source"). No real prompt needs them; the marks
+# U+200E/U+200F, which only set a direction, stay allowed.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def validate_clean_text(value: str) -> None:
     for position, char in enumerate(value, start=1):
         if char in _ALLOWED_CONTROLS:
             continue
+        if char in _BIDI_CONTROLS:
+            raise ValidationError(
+                "Contains a bidirectional control character (U+%(code)04X) at position %(position)d, which changes "
+                "how the text is displayed; remove it or paste the text again as plain text.",
+                code="bidi_character",
+                params={"code": ord(char), "position": position},
+            )
         category = unicodedata.category(char)
         if category in {"Cc", "Cs"} or char in {"\ufffe", "\uffff"}:
             raise ValidationError(
@@ -22,6 +35,10 @@ def validate_clean_text(value: str) -> None:
                 code="control_character",
                 params={"code": ord(char), "position": position},
             )
+
+
+# Links people give are shown as links: only the web's schemes (no javascript:, data:, file:, ftp:).
+validate_http_url = URLValidator(schemes=["http", "https"], message="Enter a valid http:// or https:// URL.")
 
 
 def validate_not_blank(value: str) -> None:

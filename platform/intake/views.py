@@ -1,3 +1,4 @@
+import re
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.roles import SUBMIT_PERMISSION, TRIAGE_PERMISSION
 from accounts.selectors import user_is_maintainer
-from intake.forms import BulkTriageForm, CaseForm, TriageFilterForm, TriageForm
+from intake.forms import BulkTriageForm, CaseForm, CaseSubmitForm, TriageFilterForm, TriageForm
 from intake.models import CaseSource, CaseStatus, FeedbackCase
 from intake.selectors import (
     PUBLIC_STATUSES,
@@ -25,7 +26,7 @@ from intake.selectors import (
 )
 from intake.services import (
     case_answer_info_request,
-    case_create,
+    case_submit,
     case_transition,
     case_unvote,
     case_vote,
@@ -34,11 +35,24 @@ from intake.services import (
 from intake.throttles import submit_refusal
 
 PUBLIC_PAGE_SIZE = 30
+# Pages past this are refused (404): deeper OFFSETs only cost the database, and no one reads them.
+PUBLIC_MAX_PAGE = 10_000
+# Ids and page numbers are ASCII digits that fit a bigint; str.isdigit() would also pass "²" (int() refuses it)
+# and 5,000 nines (which int() refuses, and PostgreSQL could not compare anyway).
+_INT_PARAM_RE = re.compile(r"[0-9]{1,18}")
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
     value = request.GET.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if _INT_PARAM_RE.fullmatch(value) else None
+
+
+def _page_param(request: HttpRequest) -> int:
+    """The public list's page number: 1 unless a number is given; a 404 past PUBLIC_MAX_PAGE."""
+    value = request.GET.get("page", "")
+    if value.isascii() and value.isdigit() and (len(value) > 18 or int(value) > PUBLIC_MAX_PAGE):
+        raise Http404("No such page.")
+    return max(_int_param(request, "page") or 1, 1)
 
 
 def _visible_case_or_404(request: HttpRequest, case_id: int) -> FeedbackCase:
@@ -56,7 +70,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @permission_required(SUBMIT_PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
 def submit(request: HttpRequest) -> HttpResponse:
-    form = CaseForm(request.POST or None)
+    form = CaseSubmitForm(request.POST or None)
     refusal = submit_refusal(request)
     if refusal is not None:
         # The bound form goes back to the page: nothing they typed is lost while they wait.
@@ -64,11 +78,13 @@ def submit(request: HttpRequest) -> HttpResponse:
         return render(request, "intake/submit.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         try:
-            case = case_create(author=request.user, data=form.to_input(), source=CaseSource.WEB)
+            case, created = case_submit(author=request.user, data=form.to_input(), source=CaseSource.WEB,
+                                        idempotency_key=form.cleaned_data["idempotency_key"])
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"Thank you: case #{case.pk} was submitted for review.")
+            done = "was submitted for review" if created else "was already submitted (this is the same form sent again)"
+            messages.success(request, f"Thank you: case #{case.pk} {done}.")
             return redirect("intake:case_detail", case_id=case.pk)
     return render(request, "intake/submit.html", {"form": form})
 
@@ -127,7 +143,7 @@ def case_answer(request: HttpRequest, case_id: int) -> HttpResponse:
 
 def requests_public(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", CaseStatus.ACCEPTED)
-    page_number = max(_int_param(request, "page") or 1, 1)
+    page_number = _page_param(request)
     offset = (page_number - 1) * PUBLIC_PAGE_SIZE
     rows = list(case_queryset_public(status=status)[offset : offset + PUBLIC_PAGE_SIZE + 1])
     cases = rows[:PUBLIC_PAGE_SIZE]

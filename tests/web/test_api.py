@@ -9,7 +9,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from accounts.services import api_token_get_or_create, user_create
+from accounts.services import api_token_create, user_create
 from intake.models import CaseEvent, CaseStatus, FeedbackCase
 from intake.services import case_transition
 
@@ -33,7 +33,7 @@ PAYLOAD = {
 
 def token_client(user: User, ip: str = "203.0.113.7") -> APIClient:
     client = APIClient(REMOTE_ADDR=ip)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     return client
 
 

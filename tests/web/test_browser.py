@@ -116,11 +116,13 @@ def test_maintainer_approves_publishes_and_downloads(
     # No worker here (test_worker_e2e.py runs real ones): the two tasks these clicks queue
     # run in the request, as their task bodies. Training is not clicked through: a
     # finished run from the factories stands in for it, so the test stays fast.
+    # Services enqueue by task name (cotrain_site.jobs): run the named task's body instead of sending it.
+    from cotrain_site import jobs
     from curation.tasks import build_dataset_version
     from releases.tasks import publish_release
 
-    monkeypatch.setattr(build_dataset_version, "delay", build_dataset_version.run)
-    monkeypatch.setattr(publish_release, "delay", publish_release.run)
+    bodies = {task.name: task.run for task in (build_dataset_version, publish_release)}
+    monkeypatch.setattr(jobs, "enqueue", lambda name, *args: bodies[name](*args) is not None)
     accepted_cases(author=contributor, maintainer=maintainer)
     batch = batch_create(by=maintainer, name="plan-browser")
 
@@ -152,3 +154,75 @@ def test_maintainer_approves_publishes_and_downloads(
     expected = ReleaseFile.objects.get(release=release, name="merged/model.safetensors")
     assert download.suggested_filename == "model.safetensors"
     assert hashlib.sha256(Path(download.path()).read_bytes()).hexdigest() == expected.sha256
+
+
+# What a page's links point to, and the markup that would run script, as the browser sees them.
+_ACTIVE_CONTENT = """() => ({
+    protocols: [...document.querySelectorAll("a[href]")].map(a => a.protocol),
+    scripts: [...document.querySelectorAll("script")].filter(s => !s.src).length,
+    handlers: [...document.querySelectorAll("*")].filter(e => [...e.attributes].some(a => /^on/i.test(a.name))).length,
+})"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_script_runs_from_stored_links_cards_or_injected_markup(
+    live_server: object, browser_page: object, contributor: User, maintainer: User, settings, tmp_path: Path,
+) -> None:
+    from curation.services import batch_approve, dataset_version_build
+    from intake.models import CaseStatus
+    from intake.services import CaseInput, case_create, case_transition
+    from releases.services import release_publish
+
+    from .test_hardening import HOSTILE_SCENARIOS, _rendered
+
+    page, url = browser_page, live_server.url  # type: ignore[attr-defined]
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    ran: list[str] = []
+    blocked: list[str] = []
+    page.on("dialog", lambda dialog: (ran.append(dialog.message), dialog.dismiss()))
+    page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text
+            else None)
+    cases = [
+        case_transition(case=case_create(author=contributor, data=CaseInput(**{**MATH_CASE.__dict__, "scenario": s})),
+                        to_status=CaseStatus.ACCEPTED, actor=maintainer)
+        for s in HOSTILE_SCENARIOS
+    ]
+    # A link stored before URLs were checked at the door.
+    FeedbackCase.objects.filter(pk=cases[0].pk).update(source_url="javascript:alert('stored link')")
+    batch = batch_approve(batch=batch_create(by=maintainer, name="plan-hostile"), by=maintainer)
+    version = dataset_version_build(version_id=DatasetVersion.objects.get(batch=batch).pk)
+    run = finished_run(version=version, maintainer=maintainer)
+    write_export(run)
+    release = release_publish(run=run, by=maintainer, tag="hostile-browser")
+
+    response = page.goto(f"{url}/cases/{cases[0].pk}/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    pages = [f"/cases/{case.pk}/" for case in cases] + ["/requests/", f"/releases/{release.tag}/"]
+    for path in pages:
+        page.goto(url + path)
+        found = page.evaluate(_ACTIVE_CONTENT)
+        assert "javascript:" not in found["protocols"] and found["scripts"] == 0 and found["handlers"] == 0, path
+    assert "&lt;script&gt;alert\\(1\\)" in page.inner_text("#model-card")  # the card's Markdown, shown as text
+
+    # The cards as the Hub and GitHub render them (CommonMark, raw HTML allowed), in a page without our CSP.
+    dataset_card = (tmp_path / "artifacts" / version.path / "README.md").read_text("utf-8")
+    for card, links in ((release.model_card, True), (dataset_card, False)):
+        page.set_content(_rendered(card))
+        found = page.evaluate(_ACTIVE_CONTENT)
+        assert "javascript:" not in found["protocols"] and found["scripts"] == 0 and found["handlers"] == 0
+        assert ("http:" in found["protocols"]) == links  # the model card's case links are still links
+
+    # The CSP is the second line: markup that got past the escaping still runs no script on our pages.
+    page.goto(f"{url}/requests/")
+    page.evaluate("""() => {
+        const main = document.querySelector("main");
+        main.insertAdjacentHTML("beforeend", '<a id="injected" href="javascript:alert(\\'injected link\\')">x</a>'
+            + '<img src="x" onerror="alert(\\'injected handler\\')">');
+        const script = document.createElement("script");
+        script.textContent = "alert('injected script')";
+        main.appendChild(script);
+    }""")
+    page.click("#injected", no_wait_after=True)
+    page.wait_for_timeout(500)
+    assert ran == [], ran
+    assert len(blocked) >= 2, blocked

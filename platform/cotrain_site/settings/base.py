@@ -76,7 +76,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
@@ -89,6 +88,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (no inline script) and Permissions-Policy on every response.
+    "cotrain_site.security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,6 +97,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Other sites see our origin at most, never a page's path (case numbers, tokens in a query).
+SECURE_REFERRER_POLICY = "same-origin"
 
 ROOT_URLCONF = "cotrain_site.urls"
 WSGI_APPLICATION = "cotrain_site.wsgi.application"
@@ -137,6 +141,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "accounts.User"
+# The one place a password is checked (site, admin, any DRF password auth): it refuses
+# locked-out accounts and addresses before checking, and counts failures.
+AUTHENTICATION_BACKENDS = ["accounts.backends.LockoutModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -162,22 +169,47 @@ STORAGES = {
 # Bodies larger than this are refused with a 400 before any view runs.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("COTRAIN_MAX_REQUEST_BYTES", 256 * 1024)
 
+# Requests reach gunicorn directly in docker-compose.yml; set this to the number of
+# proxies in front of it so that rate limits see the client's address. With 0,
+# X-Forwarded-For is ignored (anyone can write it); cotrain_site.client_ip reads it.
+NUM_PROXIES = env_int("COTRAIN_NUM_PROXIES", 0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured(f"COTRAIN_NUM_PROXIES={NUM_PROXIES} must be 0 or more")
+# Sign-ups per client address (DRF rate syntax); every attempt counts, so the form's
+# "username taken" answer cannot be used to list accounts quickly.
+SIGNUP_RATE_IP = env_str("COTRAIN_SIGNUP_RATE_IP", "10/hour")
+# Failed log-ins allowed per account name, and per client address, within the window;
+# one more locks that account (or address) out for the window, even with the right
+# password, until it passes or a maintainer unlocks it (admin, or manage.py unlock_user).
+LOGIN_FAILURES_PER_USER = env_int("COTRAIN_LOGIN_FAILURES_USER", 10)
+LOGIN_FAILURES_PER_IP = env_int("COTRAIN_LOGIN_FAILURES_IP", 50)
+LOGIN_LOCKOUT_SECONDS = 60 * env_int("COTRAIN_LOGIN_LOCKOUT_MINUTES", 15)
+# API tokens stop working this many days after they are created.
+API_TOKEN_DAYS = env_int("COTRAIN_API_TOKEN_DAYS", 90)
+if min(LOGIN_FAILURES_PER_USER, LOGIN_FAILURES_PER_IP, LOGIN_LOCKOUT_SECONDS, API_TOKEN_DAYS) < 1:
+    raise ImproperlyConfigured(
+        "COTRAIN_LOGIN_FAILURES_USER, COTRAIN_LOGIN_FAILURES_IP, COTRAIN_LOGIN_LOCKOUT_MINUTES "
+        "and COTRAIN_API_TOKEN_DAYS must be 1 or more"
+    )
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Looks tokens up by their hash; the key itself is never stored.
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a nesting limit and no lone surrogates (a 400, not a 500 later).
+    "DEFAULT_PARSER_CLASSES": ["intake.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "intake.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "submit_user": env_str("COTRAIN_SUBMIT_RATE_USER", "60/hour"),
         "submit_ip": env_str("COTRAIN_SUBMIT_RATE_IP", "120/hour"),
     },
-    # Requests reach gunicorn directly in docker-compose.yml; set this to the number
-    # of proxies in front of it so that rate limits see the client's address.
-    "NUM_PROXIES": env_int("COTRAIN_NUM_PROXIES", 0) or None,
+    # An int, never None: DRF reads None as "believe X-Forwarded-For". Our throttles
+    # ask cotrain_site.client_ip instead; this keeps DRF's own get_ident in agreement.
+    "NUM_PROXIES": NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "cotrain API",
@@ -217,7 +249,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.tasks.sweep_stale_publishing",
         "schedule": env_int("COTRAIN_RELEASE_SWEEP_SECONDS", 60),
     },
+    # ... and dataset versions whose build message was lost or whose worker died mid-build.
+    "curation-sweep-builds": {
+        "task": "curation.tasks.sweep_dataset_builds",
+        "schedule": env_int("COTRAIN_DATASET_SWEEP_SECONDS", 60),
+    },
     "ghsync-sync-all": {"task": "ghsync.tasks.sync_all_sources", "schedule": 60 * env_int("GITHUB_SYNC_MINUTES", 15)},
+    # Webhook deliveries and GitHub posts whose message was lost or whose worker died: sent again.
+    "ghsync-sweep-stale": {"task": "ghsync.tasks.sweep_stale", "schedule": env_int("GITHUB_SWEEP_SECONDS", 60)},
     # The co-training plan collects the previous month's requests on the 6th: a draft batch to review.
     "curation-monthly-batch": {
         "task": "curation.tasks.create_monthly_batch",
@@ -228,6 +267,10 @@ CELERY_BEAT_SCHEDULE = {
 # GitHub intake (ghsync app; docs/github.md). The API of github.com, or a GitHub
 # Enterprise server's https://HOST/api/v3 (a source may name its own).
 GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+# Where issues and comments live on the web (their `html_url`); links on any other host
+# are not stored. Empty: derived from GITHUB_API_URL (api.github.com -> github.com,
+# https://HOST/api/v3 -> HOST); set it when the API is reached through a proxy or mirror.
+GITHUB_WEB_URL = env_str("GITHUB_WEB_URL").rstrip("/")
 # Token for reading (and, where a source enables it, commenting); a source may name another variable.
 GITHUB_TOKEN = env_str("GITHUB_TOKEN")
 # The secret typed into the repository's webhook settings; without it the webhook refuses everything.
@@ -236,6 +279,13 @@ GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
 GITHUB_TIMEOUT = env_int("GITHUB_TIMEOUT", 30)
 # Longest single wait for a rate-limit reset (longer waits end the sync; the next one resumes).
 GITHUB_MAX_WAIT_SECONDS = env_int("GITHUB_MAX_WAIT_SECONDS", 900)
+
+# Every job waits in its row (a version `pending`, a run `queued`, an evaluation `pending`,
+# a release `publishing` not yet claimed); one that waited this long lost its message
+# (broker down at enqueue, or restarted without persistence) and the sweepers enqueue it again.
+JOB_REQUEUE_SECONDS = env_int("COTRAIN_JOB_REQUEUE_SECONDS", 300)
+# A dataset version `building` for longer than this lost its worker and is built again from scratch.
+DATASET_BUILD_TIMEOUT_SECONDS = env_int("COTRAIN_DATASET_BUILD_TIMEOUT", 900)
 
 # Training runs and evaluations (training app).
 # The bundled tiny base model that a run's base checkpoint "demo" means.

@@ -29,6 +29,8 @@ class Command(BaseCommand):
                 records.append((number, json.loads(text)))
             except json.JSONDecodeError as exc:
                 errors.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
+            except RecursionError:
+                errors.append(f"line {number}: not a case (arrays or objects nested too deep to read)")
         try:
             if errors:
                 # Report the bad content of the other lines too, in line order.
