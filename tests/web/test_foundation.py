@@ -27,7 +27,7 @@ def test_platform_folder_on_path_does_not_shadow_stdlib_in_manage_py() -> None:
 
 def test_no_app_name_collides_with_stdlib_or_dependencies() -> None:
     apps = [path.name for path in PLATFORM_DIR.iterdir() if (path / "apps.py").exists()]
-    assert sorted(apps) == ["accounts", "curation", "ghsync", "intake", "releases", "training"]
+    assert sorted(apps) == ["accounts", "curation", "ghsync", "intake", "loop", "releases", "training"]
     forbidden = set(sys.stdlib_module_names) | {"datasets", "github", "trainer", "worker", "celery", "django"}
     assert not forbidden & set(apps)
 
@@ -87,7 +87,7 @@ def test_env_example_lists_every_variable_the_settings_read() -> None:
     import re
 
     source = "\n".join(path.read_text() for path in (PLATFORM_DIR / "cotrain_site" / "settings").glob("*.py"))
-    source += (REPO_ROOT / "platform" / "intake" / "management" / "commands" / "demo.py").read_text()
+    source += (REPO_ROOT / "platform" / "loop" / "management" / "commands" / "demo.py").read_text()
     read = set(re.findall(r"env_(?:str|bool|int|float|list)\(\s*\"([A-Z_]+)\"", source))
     read |= set(re.findall(r"os\.environ\.get\(\"([A-Z_]+)\"", source))
     listed = set(re.findall(r"^([A-Z_]+)=", (REPO_ROOT / ".env.example").read_text(), flags=re.MULTILINE))

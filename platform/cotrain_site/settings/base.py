@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     "training",
     "releases",
     "ghsync",
+    # Last: the main job, which uses every stage above (and which none of them imports).
+    "loop",
 ]
 
 MIDDLEWARE = [

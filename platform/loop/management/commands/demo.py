@@ -47,7 +47,7 @@ from training.selectors import DEMO_BASE, run_latest_for_version
 from training.services import run_start
 from worker.embedded import EmbeddedWorker
 
-SAMPLE_CASES = Path(__file__).resolve().parents[2] / "fixtures" / "sample_cases.jsonl"
+SAMPLE_CASES = Path(settings.PLATFORM_DIR) / "intake" / "fixtures" / "sample_cases.jsonl"
 OVERRIDE_REASON = (
     "Published by manage.py demo, which releases what its tiny CPU run produces so that the whole "
     "loop can be followed; the evaluation's verdict stays on the run page and in the model card."
