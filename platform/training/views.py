@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -23,6 +25,15 @@ def _run_or_404(run_id: int) -> TrainingRun:
 
 def _errors(exc: ValidationError) -> str:
     return " ".join(exc.messages)
+
+
+def _act_and_show(request: HttpRequest, run: TrainingRun, action: Callable[[], str]) -> HttpResponse:
+    """A maintainer's button on the run page: do it, show its message (or why not), back to the run."""
+    try:
+        messages.success(request, action())
+    except ValidationError as exc:
+        messages.error(request, _errors(exc))
+    return redirect("training:run_detail", run_id=run.pk)
 
 
 # The trainer's log, its errors and the worker's paths say where files live on the
@@ -88,13 +99,11 @@ def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
 @require_POST
 def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _run_or_404(run_id)
-    try:
-        run = run_cancel(run=run, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    else:
-        messages.success(request, f"Run #{run.pk} is {run.get_status_display()}.")
-    return redirect("training:run_detail", run_id=run.pk)
+
+    def cancel() -> str:
+        return f"Run #{run.pk} is {run_cancel(run=run, by=request.user).get_status_display()}."
+
+    return _act_and_show(request, run, cancel)
 
 
 @login_required
@@ -123,13 +132,12 @@ def evaluation_override_view(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _run_or_404(run_id)
-    try:
+
+    def retry() -> str:
         run_retry(run=run, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    else:
-        messages.success(request, f"Run #{run.pk} is queued again; it resumes from its newest checkpoint.")
-    return redirect("training:run_detail", run_id=run.pk)
+        return f"Run #{run.pk} is queued again; it resumes from its newest checkpoint."
+
+    return _act_and_show(request, run, retry)
 
 
 @login_required
@@ -137,13 +145,12 @@ def run_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 def evaluation_retry_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _run_or_404(run_id)
-    evaluation = evaluation_for_run(run=run)
-    try:
+
+    def retry() -> str:
+        evaluation = evaluation_for_run(run=run)
         if evaluation is None:
             raise ValidationError("This run has no evaluation yet.")
         evaluation_retry(evaluation=evaluation, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    else:
-        messages.success(request, "The evaluation is queued again.")
-    return redirect("training:run_detail", run_id=run.pk)
+        return "The evaluation is queued again."
+
+    return _act_and_show(request, run, retry)
