@@ -30,15 +30,18 @@ trainer-demo: setup ## tiny LFA fine-tune on CPU: train, compare with the base, 
 	$(PY) -m trainer generate --model runs/demo/export/merged --max-new-tokens 24 \
 		--prompt "计算：9 × 6 = ?" --prompt "Translate to English: 模型发布了。"
 
-test: setup services ## set up and run the whole test suite (PostgreSQL, Redis, headless Chromium)
+test: setup services ## set up and run the checks (ruff, mypy) and the whole test suite (PostgreSQL, Redis, headless Chromium)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	./scripts/browser.sh
 	$(PY) -m pytest -q
 
 test-fast: setup ## the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
-lint: setup ## ruff
+lint: setup ## ruff, and mypy over trainer/ and worker/ (pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 services: ## start local PostgreSQL and Redis if they are down
 	./scripts/services.sh

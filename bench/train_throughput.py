@@ -44,9 +44,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from baseline_model import BaselineYuan  # noqa: E402
 from gpu_results import write_results  # noqa: E402
 
-import trainer.model  # noqa: E402
 from trainer.config import preset  # noqa: E402
-from trainer.lora import LoraLinear, wrap_lora  # noqa: E402
+from trainer.lora import fuse, wrap_lora  # noqa: E402
+from trainer.loss import CausalLMLoss, softmax_cross_entropy_grad  # noqa: E402
 from trainer.model import DecoderLayer, YuanForCausalLM  # noqa: E402
 from trainer.runconfig import LoraSection  # noqa: E402
 
@@ -85,17 +85,20 @@ def _init_fast(model: nn.Module) -> None:
 
 
 def build(row: str, cfg, device: torch.device) -> nn.Module:
-    name = row.partition(":")[0]
+    """The row's model; ours comes as the trainer trains it, a `CausalLMLoss` around the model."""
+    name, _, variant = row.partition(":")
     with torch.device(device):
         model = BaselineYuan(cfg) if name.startswith("baseline") else YuanForCausalLM(cfg)
     _init_fast(model)
     model.to(torch.bfloat16)
+    if name.startswith("ours") and variant == "default_sdpa":  # PyTorch's backend order, not cuDNN first
+        model.model.causal_sdpa_backends = None
     if name.startswith("ours_no_lfa"):
         for layer in model.model.layers:
             layer.self_attn.lf_gate = _NoLFA()
     if name.startswith("ours"):
         # Variant cudagraphs: each compiled layer replayed as CUDA graphs (fewer launch gaps).
-        mode = "reduce-overhead" if row.partition(":")[2] == "cudagraphs" else None
+        mode = "reduce-overhead" if variant == "cudagraphs" else None
         for layer in model.modules():
             if isinstance(layer, DecoderLayer):
                 layer.compile(mode=mode)
@@ -104,12 +107,16 @@ def build(row: str, cfg, device: torch.device) -> nn.Module:
 
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LORA_TARGETS))
     elif name == "ours_lora":  # the trainer's own LoRA layers; saved adapters are standard peft
-        variant = row.partition(":")[2]
-        model = wrap_lora(model, LoraSection(r=16, alpha=32, targets=LORA_TARGETS), fused=variant != "plain_lora")
+        # lora.fused: auto, as the trainer resolves it on one GPU (fused), unless the variant says.
+        fused = False if variant in ("plain_lora", "fuse_down") else "auto"
+        model = wrap_lora(model, LoraSection(r=16, alpha=32, targets=LORA_TARGETS), fused=fused, device=device)
         if variant == "fuse_down":  # down_proj fused too, against the rule that keeps it plain
-            for module in model.modules():
-                if isinstance(module, LoraLinear) and module.weight_ext is None:
-                    module.fuse(0, 1)
+            fuse(model, narrowing=True)
+    if name.startswith("ours"):
+        # The loss chunk: the Triton kernel, or (variants) inductor's, of the torch maths
+        # or of the scatter-add spelling used before 2026-11-28.
+        maths = _scatter_ce_grad if variant == "scatter_ce" else softmax_cross_entropy_grad
+        model = CausalLMLoss(model, triton=variant not in ("scatter_ce", "inductor_ce"), maths=maths)
     return model
 
 
@@ -119,24 +126,16 @@ def _variant(row: str):
     variant = row.partition(":")[2]
     if variant and variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+    # Inductor's settings are torch's process-wide flags; the trainer's choices are
+    # parameters of the model and the loss (`build`).
     inductor = torch._inductor.config
-    saved = trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning, inductor.max_autotune
-    trainer.model.CAUSAL_SDPA_BACKENDS = None if variant == "default_sdpa" else saved[0]
-    inductor.coordinate_descent_tuning = variant == "cd_tuning" or saved[1]
-    inductor.max_autotune = variant == "max_autotune" or saved[2]
-    ce_grad = trainer.model._softmax_cross_entropy_grad
-    triton_loss = trainer.model.TRITON_LOSS
-    trainer.model.TRITON_LOSS = variant not in ("scatter_ce", "inductor_ce")
-    if variant == "scatter_ce":
-        trainer.model._softmax_cross_entropy_grad = _scatter_ce_grad
-    trainer.model._softmax_grad.cache_clear()
+    saved = inductor.coordinate_descent_tuning, inductor.max_autotune
+    inductor.coordinate_descent_tuning = variant == "cd_tuning" or saved[0]
+    inductor.max_autotune = variant == "max_autotune" or saved[1]
     try:
         yield
     finally:
-        trainer.model.CAUSAL_SDPA_BACKENDS, inductor.coordinate_descent_tuning, inductor.max_autotune = saved
-        trainer.model._softmax_cross_entropy_grad = ce_grad
-        trainer.model.TRITON_LOSS = triton_loss
-        trainer.model._softmax_grad.cache_clear()
+        inductor.coordinate_descent_tuning, inductor.max_autotune = saved
 
 
 def step_fn(row: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor):
@@ -147,7 +146,7 @@ def step_fn(row: str, model: nn.Module, ids: torch.Tensor, targets: torch.Tensor
     if name.endswith("packed"):  # 8 examples per row: FlexAttention with a document mask
         segments = (torch.arange(ids.shape[1], device=ids.device) * 8 // ids.shape[1]).expand_as(ids)
     # Ours returns the loss sum; divide by the token count like the baseline's mean.
-    return lambda: model(input_ids=ids, segment_ids=segments, targets=targets).loss / targets.numel()
+    return lambda: model(ids, segment_ids=segments, targets=targets)[0] / targets.numel()
 
 
 def measure(name: str, cfg, seq: int, batch: int, steps: int, warmup: int, device: torch.device) -> dict:

@@ -18,6 +18,7 @@ from reference_yuan import reference_logits  # noqa: E402
 from trainer.config import YuanConfig, preset  # noqa: E402
 from trainer.generation import SamplingConfig, generate  # noqa: E402
 from trainer.lora import wrap_lora  # noqa: E402
+from trainer.loss import CausalLMLoss  # noqa: E402
 from trainer.model import DecoderLayer, YuanForCausalLM  # noqa: E402
 from trainer.runconfig import LoraSection  # noqa: E402
 
@@ -80,7 +81,7 @@ def lora_parity(cfg: YuanConfig) -> None:
                     p.copy_((torch.randn(p.shape, generator=gen, device="cuda") * 0.02).to(dtype))
         for layer in (m for m in model.modules() if isinstance(m, DecoderLayer)):
             layer.compile()
-        loss = model(input_ids=ids, targets=ids).loss / ids.numel()
+        loss = CausalLMLoss(model)(ids, targets=ids)[0] / ids.numel()
         loss.backward()
         results[name] = loss.item(), {n: p.grad.float() for n, p in model.named_parameters() if p.requires_grad}
     ref_loss, ref = results.pop("float32")
@@ -93,7 +94,7 @@ def lora_parity(cfg: YuanConfig) -> None:
 def loss_kernel_parity() -> None:
     """The Triton loss kernel against the torch maths on a full-vocabulary chunk, and their speed."""
     from trainer.kernels import softmax_cross_entropy_grad
-    from trainer.model import _softmax_cross_entropy_grad
+    from trainer.loss import softmax_cross_entropy_grad as _softmax_cross_entropy_grad
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     logits = (torch.randn(4096, 135_040, device="cuda", generator=gen) * 3).bfloat16()

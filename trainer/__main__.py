@@ -1,7 +1,7 @@
 """Command line: `python -m trainer {train,eval,generate,export}`.
 
 `train` is also what the worker launches, as `python -m trainer train` or
-`torchrun --nproc-per-node N -m trainer train`. Exit status: 0 success,
+`torchrun --nproc-per-node N -m trainer train`. Exit status (`contract.Exit`): 0 success,
 1 failed run (reason in result.json), 2 bad arguments or config, 3 cancelled.
 """
 
@@ -12,9 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import contract
 from .config import ConfigError
-
-EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="checkpoint folder to score")
     p.add_argument("--base", help="base checkpoint to compare against (writes a before/after table)")
     p.add_argument("--data", required=True, help="dataset folder or file")
-    p.add_argument("--split", default="eval")
-    p.add_argument("--out", required=True, help="folder for comparison.json/.jsonl/.md or scores.json")
+    p.add_argument("--split", default="eval",
+                   help="the split to score (default eval); a single file, which has no split names, is scored whole")
+    p.add_argument("--out", required=True, help=f"folder for {', '.join(contract.COMPARISON_OUTPUTS)} "
+                                                f"(with --base) or {contract.SCORES}")
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("export", help="write the adapter and merged checkpoint of a training checkpoint")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a checkpoints/step_* folder")
+    source.add_argument("--checkpoint", help=f"a {contract.CHECKPOINTS}/step_* folder")
     source.add_argument("--run", help="a run folder: its latest complete checkpoint")
     p.add_argument("--out", required=True)
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 "demo-base": _demo_base, "export": _export}[args.command](args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return contract.Exit.USAGE
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -77,23 +78,23 @@ def _train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         if args.output_dir:  # the caller watches this folder: tell it why nothing ran
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-            write_result(Path(args.output_dir), {"status": "failed", "error": f"ConfigError: {exc}"})
+            write_result(Path(args.output_dir), {"status": contract.Status.FAILED, "error": f"ConfigError: {exc}"})
         raise
     if args.output_dir:
         cfg.output_dir = args.output_dir
     result = run(cfg)
     print(json.dumps({k: result.get(k) for k in ("status", "final_loss", "eval_loss", "error")}))
-    return {"succeeded": 0, "cancelled": EXIT_CANCELLED}.get(result["status"], EXIT_FAILED)
+    return contract.exit_for(result["status"])
 
 
 def _eval(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .data import load_examples
+    from .data import load_examples, single_split
     from .evaluate import compare, eval_report, write_comparison
     from .generation import SamplingConfig
     from .tokenizer import check_vocab, load_tokenizer
 
-    examples = load_examples(args.data, split=args.split)
+    examples = load_examples(args.data, split=single_split(args.data) or args.split)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
     tokenizer = load_tokenizer(args.model)
     tuned = load_model(args.model)
@@ -110,9 +111,9 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         report = eval_report(tuned, tokenizer, examples, sampling=sampling, seq_len=args.seq_len,
                              batch_size=args.batch_size)
-        (out / "scores.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / contract.SCORES).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(json.dumps(report["summary"], ensure_ascii=False))
-    return 0
+    return contract.Exit.SUCCEEDED
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -131,7 +132,7 @@ def _generate(args: argparse.Namespace) -> int:
                               top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     for prompt, answer in zip(prompts, generate_text(model, tokenizer, prompts, sampling=sampling), strict=True):
         print(json.dumps({"prompt": prompt, "answer": answer}, ensure_ascii=False))
-    return 0
+    return contract.Exit.SUCCEEDED
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -150,7 +151,7 @@ def _init(args: argparse.Namespace) -> int:
     byte_tokenizer().save(args.out)
     write_remote_code(Path(args.out))
     print(args.out)
-    return 0
+    return contract.Exit.SUCCEEDED
 
 
 def _demo_base(args: argparse.Namespace) -> int:
@@ -164,18 +165,18 @@ def _demo_base(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "SHA256SUMS").is_file() and not verify_sha256sums(out):
         print(f"{out}: demo base model already built")
-        return 0
+        return contract.Exit.SUCCEEDED
     cfg = RunConfig.from_yaml(Path(str(resources.files("trainer") / "configs" / "demo_base.yaml")))
     cfg.output_dir = str(out.with_name(out.name + ".run"))
     result = run(cfg)
-    if result["status"] != "succeeded":
+    if result["status"] != contract.Status.SUCCEEDED:
         print(f"error: demo base training {result['status']}: {result.get('error')}", file=sys.stderr)
-        return EXIT_FAILED
+        return contract.Exit.FAILED
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(Path(cfg.output_dir) / "export" / "merged", out)
+    shutil.copytree(Path(cfg.output_dir) / contract.EXPORT / contract.EXPORT_MERGED, out)
     shutil.rmtree(cfg.output_dir, ignore_errors=True)  # checkpoints and optimizer state are not needed
     print(out)
-    return 0
+    return contract.Exit.SUCCEEDED
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -186,7 +187,7 @@ def _export(args: argparse.Namespace) -> int:
     if checkpoint is None:
         raise FileNotFoundError(f"{args.run}: no complete checkpoint to export")
     print(json.dumps(export_checkpoint(checkpoint, args.out), indent=2))
-    return 0
+    return contract.Exit.SUCCEEDED
 
 
 if __name__ == "__main__":

@@ -112,6 +112,17 @@ def available_splits(path: str | Path) -> list[str]:
     return list(_split_files(path))
 
 
+def single_split(path: str | Path) -> str | None:
+    """The split name of data that has no split names (one file, a saved plain `Dataset`), else None.
+
+    `trainer eval` scores such data whole whatever `--split` asks for, so no caller
+    needs to know the name the trainer gives it (`DEFAULT_SPLIT`).
+    """
+    path = Path(path)
+    unnamed = path.is_file() or ((path / "state.json").is_file() and not (path / "dataset_dict.json").is_file())
+    return DEFAULT_SPLIT if unnamed else None
+
+
 def load_examples(path: str | Path, split: str = "train") -> list[Example]:
     """All examples of one split, validated (see the module docstring for formats and columns).
 
@@ -282,14 +293,16 @@ def _example_from_row(where: str, number: int, row: dict[str, Any]) -> Example:
     def bad(field: str, problem: str) -> DataError:
         return DataError(f"{where}: row {number}: field {field!r} {problem}")
 
-    ex_id = row.get("id")
-    if not isinstance(ex_id, str):
-        raise bad("id", f"must be a string, got {_type_name(ex_id)}")
+    def text(field: str) -> str:
+        value = row.get(field)
+        if not isinstance(value, str):
+            raise bad(field, f"must be a string, got {_type_name(value)}")
+        return value
+
+    ex_id = text("id")
     if not ex_id.strip():
         raise bad("id", "is empty")
-    source = row.get("source")
-    if not isinstance(source, str):
-        raise bad("source", f"must be a string, got {_type_name(source)}")
+    source = text("source")
 
     weight = row.get("weight")
     if weight is None:
@@ -305,11 +318,7 @@ def _example_from_row(where: str, number: int, row: dict[str, Any]) -> Example:
             raise bad("messages", "is given together with prompt/response; give one or the other")
         prompt, response = _from_messages(row["messages"], bad)
     else:
-        prompt, response = row.get("prompt"), row.get("response")
-        if not isinstance(prompt, str):
-            raise bad("prompt", f"must be a string, got {_type_name(prompt)}")
-        if not isinstance(response, str):
-            raise bad("response", f"must be a string, got {_type_name(response)}")
+        prompt, response = text("prompt"), text("response")
     return Example(id=ex_id, prompt=prompt, response=response, source=source, weight=float(weight))
 
 

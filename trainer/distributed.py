@@ -74,6 +74,9 @@ def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool,
                 reshard_after_forward: bool | None = None) -> None:
     """FSDP2: shard each decoder layer, then the root (embedding, final norm, head).
 
+    `model` is what the trainer runs, `trainer.loss.CausalLMLoss`: the loss is computed
+    in the root's forward, where the root's gathered parameters (the head) are in place.
+
     Each layer prefetches the next one's parameters (forward) and the previous
     one's (backward), so the all-gathers run under the current layer's compute.
     `reshard_after_forward` None picks: on a GPU whose memory holds the whole
@@ -82,16 +85,17 @@ def shard_model(model: nn.Module, layer_type: type[nn.Module], *, bf16: bool,
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
-    kwargs = {"mp_policy": mp} if mp is not None else {}
+    # Without bf16, FSDP's default policy (parameters and reductions in their own dtype).
+    mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
+          else MixedPrecisionPolicy())
     if reshard_after_forward is None:
         reshard_after_forward = not fits_gathered(model, torch.bfloat16 if bf16 else None, _device_memory(model))
     layers = [m for m in model.modules() if isinstance(m, layer_type)]
-    for i, layer in enumerate(layers):
-        # The last layer's parameters are needed again at once by backward: keep them.
-        fully_shard(layer, reshard_after_forward=reshard_after_forward and i < len(layers) - 1, **kwargs)
-    fully_shard(model, **kwargs)
-    for before, after in itertools.pairwise(layers):
+    # The last layer's parameters are needed again at once by backward: keep them.
+    sharded = [fully_shard(layer, reshard_after_forward=reshard_after_forward and i < len(layers) - 1, mp_policy=mp)
+               for i, layer in enumerate(layers)]
+    fully_shard(model, mp_policy=mp)
+    for before, after in itertools.pairwise(sharded):
         before.set_modules_to_forward_prefetch([after])
         after.set_modules_to_backward_prefetch([before])
 
@@ -121,11 +125,3 @@ def all_reduce_sum(value: torch.Tensor, world: World) -> torch.Tensor:
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
-
-
-def broadcast_object(obj: object, world: World) -> object:
-    if not world.distributed:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from . import contract
 from .data import encode_example
 from .generation import SamplingConfig, generate_text
 from .loss import weighted_token_loss
@@ -145,8 +146,9 @@ def example_losses(model: torch.nn.Module, tokenizer: Any, examples: Sequence[An
                 continue
             ids = torch.tensor([enc.input_ids], dtype=torch.long, device=device)
             targets = torch.tensor([enc.targets], dtype=torch.long, device=device)
-            result = model(input_ids=ids, targets=targets, weights=torch.ones_like(targets, dtype=torch.float32))
-            out[ex.id] = float(result.loss) / float(result.loss_weight)
+            loss, weight = weighted_token_loss(model, {"input_ids": ids, "targets": targets,
+                                                       "weights": torch.ones_like(targets, dtype=torch.float32)})
+            out[ex.id] = float(loss) / float(weight)
     finally:
         model.train(was_training)
     return out
@@ -242,8 +244,10 @@ def compare(base_model: torch.nn.Module, tuned_model: torch.nn.Module, tokenizer
             "delta_chrf": delta,
         })
     base_summary, tuned_summary = _summary(base), _summary(tuned)
-    delta_summary = {k: None if base_summary[k] is None or tuned_summary[k] is None
-                     else tuned_summary[k] - base_summary[k] for k in base_summary}
+    delta_summary: dict[str, float | None] = {}
+    for key, before in base_summary.items():
+        after = tuned_summary[key]
+        delta_summary[key] = None if before is None or after is None else after - before
     summary = {"n": len(rows), "base": base_summary, "tuned": tuned_summary, "delta": delta_summary, **counts}
     return {"summary": summary, "examples": rows}
 
@@ -258,12 +262,12 @@ def write_comparison(result: dict[str, Any], out_dir: Path) -> None:
     """Write `comparison.json` (all), `comparison.jsonl` (one example a line) and `comparison.md`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "comparison.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
-                                             encoding="utf-8")
-    with (out_dir / "comparison.jsonl").open("w", encoding="utf-8") as fh:
+    (out_dir / contract.COMPARISON).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
+    with (out_dir / contract.COMPARISON_EXAMPLES).open("w", encoding="utf-8") as fh:
         for row in result["examples"]:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out_dir / "comparison.md").write_text(_markdown(result), encoding="utf-8")
+    (out_dir / contract.COMPARISON_TABLE).write_text(_markdown(result), encoding="utf-8")
 
 
 def _cell(text: str, limit: int = _CELL_CHARS) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from . import contract
 from .checkpoint import load_model, save_model, sha256_file, write_sha256sums
 from .hf import write_remote_code
 from .runconfig import RunConfig
@@ -24,7 +25,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> dict[str, 
     """Write `out_dir/merged` (and `out_dir/adapter` for LoRA); returns paths and checksums."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     cfg = RunConfig.from_yaml(checkpoint / "config.yaml")
-    merged, adapter = out_dir / "merged", out_dir / "adapter"
+    merged, adapter = out_dir / contract.EXPORT_MERGED, out_dir / contract.EXPORT_ADAPTER
     for folder in (merged, adapter):
         shutil.rmtree(folder, ignore_errors=True)
     outputs: dict[str, Any] = {}

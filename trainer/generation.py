@@ -164,68 +164,18 @@ def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: l
         logits = _next_logits(model, tokens[:, None], mask, cache)
 
 
-class StaticCache(YuanCache):
-    """A `YuanCache` in preallocated buffers, so that a decode step has fixed shapes and addresses.
-
-    Keys and values live in (B, N, T_max, D) buffers written at slot `t` (a device
-    tensor, advanced in place), and attention masks the slots not yet written:
-    the whole step can be captured once as a CUDA graph and replayed per token.
-    Rows never leave the batch; finished rows keep decoding and are ignored.
-    """
-
-    def __init__(self, cache: YuanCache, extra: int) -> None:
-        super().__init__(len(cache.keys))
-        b, n, t0, d = cache.keys[0].shape
-        self.capacity = t0 + extra
-        for store, source in ((self.keys, cache.keys), (self.values, cache.values)):
-            for i, tensor in enumerate(source):
-                store[i] = tensor.new_zeros(b, n, self.capacity, d)
-                store[i][:, :, :t0] = tensor
-        self.lf_inputs = [t.clone() for t in cache.lf_inputs]
-        self.key_valid = cache.key_valid.new_zeros(b, self.capacity)
-        self.key_valid[:, :t0] = cache.key_valid
-        self.lf_valid = cache.lf_valid.clone()
-        self.next_pos = cache.next_pos.clone()
-        self.t = torch.full((1,), t0, dtype=torch.long, device=cache.key_valid.device)
-
-    @property
-    def length(self) -> int:
-        return self.capacity  # only ever asked "is there a past?"
-
-    def remember_lf_inputs(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
-        memory = self.lf_inputs[layer].clone()
-        self.lf_inputs[layer].copy_(torch.cat((memory, x), dim=1)[:, -2:])
-        return memory
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.keys[layer].index_copy_(2, self.t, k)
-        self.values[layer].index_copy_(2, self.t, v)
-        return self.keys[layer], self.values[layer]
-
-    def key_mask(self, allowed: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        self.key_valid.index_copy_(1, self.t, valid)
-        return self.key_valid[:, None, :].expand(allowed.shape[0], allowed.shape[1], self.capacity)
-
-    def advance(self, valid: torch.Tensor, positions: torch.Tensor) -> None:
-        # Runs before the layers write their keys at slot t: `t` moves on in `step_done`.
-        self.lf_valid.copy_(torch.cat((self.lf_valid, valid), dim=1)[:, -2:])
-        self.next_pos.copy_(positions[:, -1] + 1)
-
-    def step_done(self) -> None:
-        self.t.add_(1)
-
-
 def _decode_static(core: YuanForCausalLM, cache: YuanCache, logits: torch.Tensor, budgets: list[int], *,
                    eod_id: int, sampling: SamplingConfig, generator: torch.Generator | None) -> list[list[int]]:
-    """Decode after the prefill with a `StaticCache`; on a GPU each step is one CUDA-graph replay."""
+    """Decode after the prefill in a preallocated cache (`YuanCache.preallocate`); on a GPU each
+    step is one CUDA-graph replay."""
     outputs: list[list[int]] = [[] for _ in budgets]
     done = [False] * len(budgets)
-    static = StaticCache(cache, extra=max(budgets))
+    cache.preallocate(max(budgets))
     ids = torch.zeros(len(budgets), 1, dtype=torch.long, device=logits.device)
 
     def step() -> torch.Tensor:
-        logits = core.lm_head(core.model(ids, cache=static)[:, -1])
-        static.step_done()
+        logits = core.lm_head(core.model(ids, cache=cache)[:, -1])
+        cache.step_done()
         return logits
 
     graph, graph_logits = None, None
@@ -244,7 +194,7 @@ def _decode_static(core: YuanForCausalLM, cache: YuanCache, logits: torch.Tensor
         if all(done):
             return outputs
         ids.index_copy_(0, rows, picked[:, None])
-        if graph is not None:
+        if graph is not None and graph_logits is not None:
             graph.replay()
             logits = graph_logits
         else:

@@ -1,6 +1,6 @@
 """Triton kernels for the training step on GPUs (imported only where Triton and a GPU are).
 
-`softmax_cross_entropy_grad` is the loss chunk of `trainer.model`'s fused linear +
+`softmax_cross_entropy_grad` is the loss chunk of `trainer.loss`'s fused linear +
 cross-entropy: for each row of a (rows x 135,040) bf16 logits chunk it finds the
 log-sum-exp in ONE pass (a running max and sum per lane, "online softmax") and
 writes weight·(softmax - onehot(target)) in a second, so the chunk is read twice
@@ -62,7 +62,7 @@ def softmax_cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor, weig
                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ weight·CE over the rows of `logits` (float32 maths) and its gradient in the logits' dtype.
 
-    Same contract as `trainer.model._softmax_cross_entropy_grad`: `targets` (rows,)
+    Same contract as `trainer.loss.softmax_cross_entropy_grad`: `targets` (rows,)
     int64 class indices, `weights` (rows,) float32.
     """
     if logits.stride(-1) != 1:

@@ -1,9 +1,15 @@
 """The Yuan 2.0 decoder with Localized Filtering-based Attention (LFA), top to bottom.
 
-This file imports only torch: it is also copied, unchanged, into every released
-checkpoint folder, where `modeling_yuan.py` wraps it for
-`transformers.AutoModelForCausalLM` (see `trainer.hf`). It takes any config
-object with the attributes of `trainer.config.YuanConfig` (an HF config works).
+This file imports only torch and holds only the network, for inference and
+training alike: it is also copied, unchanged, into every released checkpoint
+folder, where `modeling_yuan.py` wraps it for `transformers.AutoModelForCausalLM`
+(see `trainer.hf`). It takes any config object with the attributes of
+`trainer.config.YuanConfig` (an HF config works). Training machinery lives
+elsewhere: the chunked loss in `trainer.loss` (which reads `YuanModel`'s hidden
+states and `lm_head`), LoRA in `trainer.lora`. LoRA hooks in through two plain
+extension points, documented where they are: `CausalConv` (a module that computes
+an LFA convolution itself) and `Attention.project_qk` / `MLP.project_gate_up` (the
+projections that read one input, overridable together).
 
 Shapes: B batch, S new tokens, T cached + new tokens, H hidden, N heads, D head dim.
 
@@ -53,98 +59,15 @@ from torch.utils.checkpoint import checkpoint
 
 #: Target value of positions that carry no loss.
 IGNORE_INDEX = -100
-#: Target rows sent through the output head at once (bounds the float32 logits alive).
-_LOSS_CHUNK = 4096
-#: SDPA backends for unpacked causal attention on Hopper GPUs, in priority order (None:
-#: PyTorch's default order). cuDNN's fused attention is the fastest at Yuan's head size on
-#: an H100 (bench/attention_backends.py, docs/perf.md); the others stay as fallbacks. Other
-#: architectures keep PyTorch's order: that is where cuDNN attention has been seen to
-#: give silently wrong results, and where we have not measured it.
-CAUSAL_SDPA_BACKENDS: list[SDPBackend] | None = [
-    SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+#: SDPA backends for unpacked causal attention on Hopper GPUs, in priority order: the
+#: default of `YuanModel.causal_sdpa_backends`. cuDNN's fused attention is the fastest at
+#: Yuan's head size on an H100 (bench/attention_backends.py, docs/perf.md); the others stay
+#: as fallbacks. Other architectures keep PyTorch's order: that is where cuDNN attention
+#: has been seen to give silently wrong results, and where we have not measured it.
+CAUSAL_SDPA_BACKENDS: tuple[SDPBackend, ...] = (
+    SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 #: `sdpa_kernel(..., set_priority=)` is recent; without it, PyTorch's order it is.
 _SDPA_PRIORITY = "set_priority" in inspect.signature(sdpa_kernel).parameters
-
-
-@dataclasses.dataclass
-class CausalLMOutput:
-    """What the model returns: logits (B, S, V) and, when asked, the cache."""
-
-    logits: torch.Tensor | None
-    past_key_values: YuanCache | None = None
-    #: With `targets`: the sum of weighted token losses, and the sum of the weights.
-    loss: torch.Tensor | None = None
-    loss_weight: torch.Tensor | None = None
-
-
-class YuanCache:
-    """Per-layer keys, values and the last two LFA inputs, for incremental decoding.
-
-    `key_valid` (B, T) marks real (not padding) keys; `lf_valid` (B, 2) marks
-    whether the two remembered LFA inputs are real tokens; `next_pos` (B,) is the
-    rotary position of the next token of each row.
-    """
-
-    def __init__(self, num_layers: int) -> None:
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.lf_inputs: list[torch.Tensor | None] = [None] * num_layers
-        self.key_valid: torch.Tensor | None = None
-        self.lf_valid: torch.Tensor | None = None
-        self.next_pos: torch.Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.key_valid is None else self.key_valid.shape[1]
-
-    def remember_lf_inputs(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
-        """Store the last two LFA inputs of this layer; return the two stored before (or None)."""
-        memory = self.lf_inputs[layer]
-        prior = memory if memory is not None else x.new_zeros(x.shape[0], 2, x.shape[2])
-        self.lf_inputs[layer] = torch.cat((prior, x), dim=1)[:, -2:]
-        return memory
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this step's keys and values (B, N, S, D); return all of them."""
-        if self.keys[layer] is not None:
-            k = torch.cat((self.keys[layer], k), dim=2)
-            v = torch.cat((self.values[layer], v), dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
-
-    def key_mask(self, allowed: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(B, S, T) attention mask over cached + new keys, given the new-token mask `allowed`."""
-        b, s, _ = allowed.shape
-        old = self.key_valid[:, None, :].expand(b, s, self.key_valid.shape[1])
-        # Cached keys all belong to the row's one sequence (no packing with a cache);
-        # a query after a start inside this chunk belongs to a new sequence.
-        return torch.cat((old & (seq[:, :, None] == 0), allowed), dim=2)
-
-    def advance(self, valid: torch.Tensor, positions: torch.Tensor) -> None:
-        """Record the new tokens' validity and the next rotary position."""
-        b = valid.shape[0]
-        prev = self.lf_valid if self.lf_valid is not None else valid.new_zeros(b, 2)
-        self.lf_valid = torch.cat((prev, valid), dim=1)[:, -2:]
-        self.key_valid = valid if self.key_valid is None else torch.cat((self.key_valid, valid), dim=1)
-        self.next_pos = positions[:, -1] + 1
-
-    def hide_keys(self, visible: torch.Tensor) -> None:
-        """Hide the cached keys where `visible` (B, T) is False from every later query.
-
-        Only attention changes: the LFA memory and the positions stay as they are.
-        """
-        self.key_valid = self.key_valid & visible
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows (used when finished rows leave a batch)."""
-        for store in (self.keys, self.values, self.lf_inputs):
-            for i, t in enumerate(store):
-                if t is not None:
-                    store[i] = t.index_select(0, rows)
-        for name in ("key_valid", "lf_valid", "next_pos"):
-            t = getattr(self, name)
-            if t is not None:
-                setattr(self, name, t.index_select(0, rows))
 
 
 class RMSNorm(nn.Module):
@@ -183,6 +106,19 @@ def _shift_right(x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     return prev
 
 
+class CausalConv(nn.Module):
+    """Base of modules that stand in for an LFA convolution and compute it themselves.
+
+    Extension point (`trainer.lora.LoraCausalConv` uses it): `causal_conv` calls
+    such a module as `forward(x, starts)` on the (B, S, C) layout and takes its
+    (B, S, C_out) result as the convolution's, so the module can keep the one-GEMM
+    layout below instead of the 4-D convolution layout.
+    """
+
+    def forward(self, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
 def causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
     """A kernel-2 causal convolution along the sequence, W[..., 0]·x[t-1] + W[..., 1]·x[t] + b.
 
@@ -191,32 +127,19 @@ def causal_conv(conv: nn.Module, x: torch.Tensor, starts: torch.Tensor | None) -
     shifting the input (the product is per position), and costs an elementwise
     add instead of a second GEMM, a padded copy or a cuDNN convolution.
 
-    A module with its own `causal_conv(x, starts)` (the trainer's LoRA layer)
-    computes itself. Anything else in the conv's place (a peft LoRA wrapper, say)
-    is called as the convolution it claims to be, on a (B, C, 2, S) stack of
-    [x[t-1], x[t]] whose middle output row is exactly the wanted value.
+    A `CausalConv` computes itself. Anything else in the conv's place (a peft LoRA
+    wrapper, say) is called as the convolution it claims to be, on a (B, C, 2, S)
+    stack of [x[t-1], x[t]] whose middle output row is exactly the wanted value.
     """
     if type(conv) is nn.Conv2d:
         taps = conv.weight[:, :, :, 0]
         past, now = F.linear(x, torch.cat((taps[:, :, 0], taps[:, :, 1]))).chunk(2, dim=-1)
         out = now + _shift_right(past, starts)
         return out if conv.bias is None else out + conv.bias
-    if hasattr(conv, "causal_conv"):
-        return conv.causal_conv(x, starts)
+    if isinstance(conv, CausalConv):
+        return conv(x, starts)
     stacked = torch.stack((_shift_right(x, starts), x), dim=1).permute(0, 3, 1, 2)
     return conv(stacked)[:, :, 1, :].transpose(1, 2)
-
-
-def project(x: torch.Tensor, *layers: nn.Module) -> tuple[torch.Tensor, ...]:
-    """Several linear layers applied to the same x (q and k; gate and up).
-
-    A layer with its own `project_group(x, layers)` (the trainer's fused LoRA)
-    computes the group itself, sharing the work on x; otherwise each layer is
-    called as usual.
-    """
-    if hasattr(layers[0], "project_group"):
-        return layers[0].project_group(x, layers)
-    return tuple(layer(x) for layer in layers)
 
 
 class LocalizedFiltering(nn.Module):
@@ -246,6 +169,7 @@ class LocalizedFiltering(nn.Module):
         """
         if memory is None:
             return self.filter(x, starts)
+        assert memory_starts is not None and starts is not None, "remembered inputs need start flags"
         full = torch.cat((memory, x), dim=1)
         full_starts = torch.cat((memory_starts, starts), dim=1)
         return self.filter(full, full_starts)[:, 2:]
@@ -271,7 +195,7 @@ class Attention(nn.Module):
         memory = None if cache is None else cache.remember_lf_inputs(layer, x)
         z = self.lf_gate(x, ctx.starts, memory, ctx.memory_starts if memory is not None else None)
 
-        qk = torch.cat(project(z, self.q_proj, self.k_proj), dim=-1).view(b, s, n, 2 * d)
+        qk = torch.cat(self.project_qk(z), dim=-1).view(b, s, n, 2 * d)
         q, k = qk.transpose(1, 2).chunk(2, dim=-1)
         v = self.v_proj(x).view(b, s, n, d).transpose(1, 2)
         q = apply_rotary(q, ctx.cos, ctx.sin)
@@ -286,6 +210,15 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, h))
 
+    def project_qk(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q_proj(z) and k_proj(z).
+
+        Extension point: the one place where two projections of the attention read the
+        same input, so that a subclass can compute them together, sharing work on z, by
+        overriding this method alone (`trainer.lora` does for its fused layout).
+        """
+        return self.q_proj(z), self.k_proj(z)
+
 
 def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       backends: list[SDPBackend] | None) -> torch.Tensor:
@@ -295,11 +228,11 @@ def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
-def _sdpa_backends(device: torch.device) -> list[SDPBackend] | None:
+def _sdpa_backends(device: torch.device, preferred: list[SDPBackend] | None) -> list[SDPBackend] | None:
     """The backend order for unpacked causal attention on this device (None: PyTorch's)."""
-    if device.type != "cuda" or CAUSAL_SDPA_BACKENDS is None or not _SDPA_PRIORITY:
+    if device.type != "cuda" or preferred is None or not _SDPA_PRIORITY:
         return None
-    return CAUSAL_SDPA_BACKENDS if _is_hopper(device.index) else None
+    return preferred if _is_hopper(device.index) else None
 
 
 @functools.cache
@@ -336,8 +269,12 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Yuan puts the activation on up_proj, not on gate_proj as LLaMA does.
-        gate, up = project(x, self.gate_proj, self.up_proj)
+        gate, up = self.project_gate_up(x)
         return self.down_proj(gate * F.silu(up))
+
+    def project_gate_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """gate_proj(x) and up_proj(x); an extension point like `Attention.project_qk`."""
+        return self.gate_proj(x), self.up_proj(x)
 
 
 class DecoderLayer(nn.Module):
@@ -381,6 +318,10 @@ class YuanModel(nn.Module):
         self.eod_token_id: int | None = getattr(config, "eod_token", None) if eod is None else eod
         self.reset_attention_mask = bool(getattr(config, "reset_attention_mask", True))
         self.reset_position_ids = bool(getattr(config, "reset_position_ids", True))
+        #: SDPA backends of unpacked causal attention on Hopper GPUs, in priority order
+        #: (None: PyTorch's default order). One list object, so compiled layers see the
+        #: same constant every forward.
+        self.causal_sdpa_backends: list[SDPBackend] | None = list(CAUSAL_SDPA_BACKENDS)
 
     def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, cache: YuanCache | None = None
@@ -404,6 +345,11 @@ class YuanModel(nn.Module):
         b, s = input_ids.shape
         device = input_ids.device
         past = 0 if cache is None else cache.length
+        # A cache with a past knows whether its newest inputs were real, and the next positions.
+        lf_valid = next_pos = None
+        if cache is not None and past:
+            lf_valid, next_pos = cache.lf_valid, cache.next_pos
+            assert lf_valid is not None and next_pos is not None
         if attention_mask is not None:
             valid = attention_mask[:, -s:].to(device=device, dtype=torch.bool)
         else:
@@ -412,14 +358,14 @@ class YuanModel(nn.Module):
 
         # A token starts a sequence when the token before it is padding (or absent)
         # or belongs to another packed example.
-        before = cache.lf_valid[:, -1:] if past else torch.zeros(b, 1, dtype=torch.bool, device=device)
+        before = lf_valid[:, -1:] if lf_valid is not None else torch.zeros(b, 1, dtype=torch.bool, device=device)
         starts = ~torch.cat((before, valid[:, :-1]), dim=1)
         if segment_ids is not None:
             starts[:, 1:] |= segment_ids[:, 1:] != segment_ids[:, :-1]
 
         idx = torch.arange(s, device=device).expand(b, s)
-        if past:
-            positions = cache.next_pos[:, None] + idx
+        if next_pos is not None:
+            positions = next_pos[:, None] + idx
         else:
             first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
             positions = idx - first
@@ -428,8 +374,9 @@ class YuanModel(nn.Module):
         # `seq` numbers the spans that attention keeps apart: the sequences of a packed or
         # padded row, or the `<eod>`-closed documents of a plain one (None: one causal span).
         seq = None if plain else torch.cumsum(starts.long(), dim=1)
-        if plain and self._masks_at_eod():
-            seq = self._eod_documents(input_ids)
+        eod = self.eod_token_id if plain and self._masks_at_eod() else None
+        if eod is not None:
+            seq = self._eod_documents(input_ids, eod)
         mask: torch.Tensor | BlockMask | None = None
         if seq is not None and not past and device.type == "cuda":
             mask = _document_block_mask(seq, valid)
@@ -438,33 +385,34 @@ class YuanModel(nn.Module):
             allowed &= torch.ones(s, s, dtype=torch.bool, device=device).tril()
             # Every query sees itself, so rows of padding never softmax over nothing.
             allowed |= torch.eye(s, dtype=torch.bool, device=device)
-            if past:
+            if cache is not None and past:
                 allowed = cache.key_mask(allowed, seq, valid)
             mask = allowed[:, None]
 
         memory_starts = None
         if cache is not None:
-            if past:
+            if lf_valid is not None:
                 # The older remembered input has nothing before it; the newer one
                 # starts a sequence when the older one is padding.
-                memory_starts = torch.stack((torch.ones_like(cache.lf_valid[:, 0]), ~cache.lf_valid[:, 0]), 1)
+                memory_starts = torch.stack((torch.ones_like(lf_valid[:, 0]), ~lf_valid[:, 0]), 1)
             cache.advance(valid, positions)
-            if plain and self._masks_at_eod():
-                cache.hide_keys(_after_last_eod(input_ids, self.eod_token_id))
-        return _Context(starts, cos, sin, mask, cache, memory_starts, _sdpa_backends(device))
+            if eod is not None:
+                cache.hide_keys(_after_last_eod(input_ids, eod))
+        return _Context(starts, cos, sin, mask, cache, memory_starts,
+                        _sdpa_backends(device, self.causal_sdpa_backends))
 
     def _masks_at_eod(self) -> bool:
         """Whether the plain forward stops attention at `<eod>`, as the reference decides it."""
         return (self.eod_token_id is not None and self.reset_attention_mask
                 and (self.training or self.reset_position_ids))
 
-    def _eod_documents(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+    def _eod_documents(self, input_ids: torch.Tensor, eod: int) -> torch.Tensor | None:
         """(B, S) number of `<eod>`s before each token, or None when no `<eod>` masks anything.
 
         An `<eod>` in the last column closes the row and hides nothing from it, so a
         single `prompt<sep>answer<eod>` row keeps the unmasked causal kernel.
         """
-        before_last = input_ids[:, :-1] == self.eod_token_id
+        before_last = input_ids[:, :-1].eq(eod)
         # The one host sync of this path: a plain row without a cutting `<eod>` must not
         # pay for a mask (dense on CPU, a FlexAttention block mask on GPUs).
         if not bool(before_last.any()):
@@ -478,6 +426,143 @@ def _after_last_eod(input_ids: torch.Tensor, eod_id: int) -> torch.Tensor:
     seen = torch.cumsum(is_eod, dim=1)
     # A key stays visible to later tokens when no `<eod>` lies at or after it.
     return seen - is_eod.long() == seen[:, -1:]
+
+
+class YuanCache:
+    """Per-layer keys, values and the last two LFA inputs, for incremental decoding.
+
+    `key_valid` (B, T) marks real (not padding) keys; `lf_valid` (B, 2) marks
+    whether the two remembered LFA inputs are real tokens; `next_pos` (B,) is the
+    rotary position of the next token of each row.
+
+    A cache grows by appending each step's keys, and rows can leave it (`select`).
+    After `preallocate(extra)` it stops growing: keys and values live in
+    (B, N, T_max, D) buffers written at `slot` (a device tensor that `step_done`
+    advances in place), and attention masks the slots not yet written. Every decode
+    step then has the same shapes and tensor addresses, so it can be captured once as
+    a CUDA graph and replayed per token (`trainer.generation`). Rows never leave a
+    preallocated cache; finished rows keep decoding and are ignored.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.lf_inputs: list[torch.Tensor | None] = [None] * num_layers
+        self.key_valid: torch.Tensor | None = None
+        self.lf_valid: torch.Tensor | None = None
+        self.next_pos: torch.Tensor | None = None
+        #: The slot the next token's keys go to, once preallocated (None: appending).
+        self.slot: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """Cached positions; preallocated, the buffers' length (then only ever asked "is there a past?")."""
+        return 0 if self.key_valid is None else self.key_valid.shape[1]
+
+    def remember_lf_inputs(self, layer: int, x: torch.Tensor) -> torch.Tensor | None:
+        """Store the last two LFA inputs of this layer; return the two stored before (or None)."""
+        memory = self.lf_inputs[layer]
+        prior = memory if memory is not None else x.new_zeros(x.shape[0], 2, x.shape[2])
+        recent = torch.cat((prior, x), dim=1)[:, -2:]
+        if memory is not None and self.slot is not None:
+            # In place, at a fixed address; what was there is handed back as a copy.
+            kept = memory.clone()
+            memory.copy_(recent)
+            return kept
+        self.lf_inputs[layer] = recent
+        return memory
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's keys and values (B, N, S, D); return all of them."""
+        keys, values = self.keys[layer], self.values[layer]
+        if self.slot is not None and keys is not None and values is not None:
+            keys.index_copy_(2, self.slot, k)
+            values.index_copy_(2, self.slot, v)
+            return keys, values
+        if keys is not None and values is not None:
+            k = torch.cat((keys, k), dim=2)
+            v = torch.cat((values, v), dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def key_mask(self, allowed: torch.Tensor, seq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, S, T) attention mask over cached + new keys, given the new-token mask `allowed`."""
+        assert self.key_valid is not None, "key_mask needs a past"
+        b, s, _ = allowed.shape
+        if self.slot is not None:
+            # One token per row, written at the slot; unwritten slots stay masked.
+            self.key_valid.index_copy_(1, self.slot, valid)
+            return self.key_valid[:, None, :].expand(b, s, self.key_valid.shape[1])
+        old = self.key_valid[:, None, :].expand(b, s, self.key_valid.shape[1])
+        # Cached keys all belong to the row's one sequence (no packing with a cache);
+        # a query after a start inside this chunk belongs to a new sequence.
+        return torch.cat((old & (seq[:, :, None] == 0), allowed), dim=2)
+
+    def advance(self, valid: torch.Tensor, positions: torch.Tensor) -> None:
+        """Record the new tokens' validity and the next rotary position."""
+        b = valid.shape[0]
+        prev = self.lf_valid if self.lf_valid is not None else valid.new_zeros(b, 2)
+        lf_valid = torch.cat((prev, valid), dim=1)[:, -2:]
+        next_pos = positions[:, -1] + 1
+        if self.slot is not None and self.lf_valid is not None and self.next_pos is not None:
+            # `key_mask` wrote the keys' validity at the slot; the slot moves on in `step_done`.
+            self.lf_valid.copy_(lf_valid)
+            self.next_pos.copy_(next_pos)
+            return
+        self.lf_valid, self.next_pos = lf_valid, next_pos
+        self.key_valid = valid if self.key_valid is None else torch.cat((self.key_valid, valid), dim=1)
+
+    def hide_keys(self, visible: torch.Tensor) -> None:
+        """Hide the cached keys where `visible` (B, T) is False from every later query.
+
+        Only attention changes: the LFA memory and the positions stay as they are.
+        """
+        assert self.key_valid is not None, "hide_keys needs a past"
+        self.key_valid = self.key_valid & visible
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (used when finished rows leave a batch)."""
+        if self.slot is not None:
+            raise RuntimeError("a preallocated YuanCache keeps its rows (finished rows are ignored, not dropped)")
+        for store in (self.keys, self.values, self.lf_inputs):
+            for i, t in enumerate(store):
+                if t is not None:
+                    store[i] = t.index_select(0, rows)
+        for name in ("key_valid", "lf_valid", "next_pos"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t.index_select(0, rows))
+
+    def preallocate(self, extra: int) -> None:
+        """Stop growing: room for `extra` more tokens in fixed buffers (class docstring), after a prefill."""
+        key_valid, lf_valid, next_pos = self.key_valid, self.lf_valid, self.next_pos
+        if key_valid is None or lf_valid is None or next_pos is None or self.slot is not None:
+            raise RuntimeError("preallocate a cache once, after the prefill")
+        b, t0 = key_valid.shape
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                if t is not None:
+                    buffer = t.new_zeros(b, t.shape[1], t0 + extra, t.shape[3])
+                    buffer[:, :, :t0] = t
+                    store[i] = buffer
+        self.lf_inputs = [None if t is None else t.clone() for t in self.lf_inputs]
+        self.key_valid = key_valid.new_zeros(b, t0 + extra)
+        self.key_valid[:, :t0] = key_valid
+        self.lf_valid, self.next_pos = lf_valid.clone(), next_pos.clone()
+        self.slot = torch.full((1,), t0, dtype=torch.long, device=key_valid.device)
+
+    def step_done(self) -> None:
+        """A preallocated cache's step has written its slot: the next token takes the next one."""
+        if self.slot is not None:
+            self.slot.add_(1)
+
+
+@dataclasses.dataclass
+class CausalLMOutput:
+    """What the model returns: logits (B, S, V) and, when asked, the cache."""
+
+    logits: torch.Tensor
+    past_key_values: YuanCache | None = None
 
 
 class YuanForCausalLM(nn.Module):
@@ -506,127 +591,18 @@ class YuanForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, past_key_values: YuanCache | None = None,
-                use_cache: bool = False, targets: torch.Tensor | None = None,
-                weights: torch.Tensor | None = None) -> CausalLMOutput:
-        """Logits (B, S, V); or, given `targets` (B, S; -100 = no loss), the weighted loss sum.
+                use_cache: bool = False) -> CausalLMOutput:
+        """Logits (B, S, V), and the cache when asked (`use_cache`, or `past_key_values` given).
 
-        The loss path never builds the full logits: the head runs on target rows
-        only, a chunk at a time, so a 135,040-token vocabulary stays affordable.
+        Training computes no full logits: `trainer.loss.CausalLMLoss` runs the decoder
+        (`self.model`, hidden states) and applies `self.lm_head` chunk by chunk.
         """
         cache = past_key_values
         if use_cache and cache is None:
             cache = YuanCache(len(self.model.layers))
         hidden = self.model(input_ids, attention_mask=attention_mask, segment_ids=segment_ids, cache=cache)
-        if targets is None:
-            return CausalLMOutput(logits=self.lm_head(hidden), past_key_values=cache)
-        if weights is None:
-            weights = torch.ones_like(targets, dtype=torch.float32)
-        loss, weight = self._loss(hidden, targets, weights)
-        return CausalLMOutput(logits=None, past_key_values=cache, loss=loss, loss_weight=weight)
-
-    def _loss(self, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        targets = targets.reshape(-1)
-        # Rows without a target (prompts, padding) skip the output head. Finding them
-        # waits for the GPU once (the count); three boolean masks would wait three times.
-        rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
-        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)
-        targets, weights = targets.index_select(0, rows), weights.reshape(-1).index_select(0, rows).float()
-        head = self.lm_head
-        if torch.is_grad_enabled() and type(head) is nn.Linear and (hidden.requires_grad or head.weight.requires_grad):
-            device = hidden.device.type
-            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-            return _FusedLinearCrossEntropy.apply(hidden, head.weight, targets, weights, dtype), weights.sum()
-        total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, hidden.shape[0], _LOSS_CHUNK):
-            end = start + _LOSS_CHUNK
-            logits = head(hidden[start:end]).float()
-            losses = F.cross_entropy(logits, targets[start:end], reduction="none")
-            total = total + (losses * weights[start:end]).sum()
-        return total, weights.sum()
+        return CausalLMOutput(logits=self.lm_head(hidden), past_key_values=cache)
 
 
-def _softmax_cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
-                                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ weight·CE of a chunk of logits (float32 maths), and its gradient in the logits' dtype.
-
-    The gradient is weight·softmax everywhere, written once in the logits' dtype, and
-    weight·(p - 1) put at the targets afterwards: a scatter-add into the full-width
-    float32 softmax instead kept it in memory between two kernels. On GPUs the trainer
-    runs `trainer.kernels`' version of this instead (two reads of the logits, not three).
-    """
-    full = logits.float()
-    lse = torch.logsumexp(full, dim=-1)
-    target_logit = full.gather(1, targets[:, None]).squeeze(1)
-    loss = ((lse - target_logit) * weights).sum()
-    grad = ((full - lse[:, None]).exp() * weights[:, None]).to(logits.dtype)
-    at_target = ((target_logit - lse).exp() - 1.0) * weights
-    rows = torch.arange(targets.shape[0], device=targets.device)
-    return loss, grad.index_put((rows, targets), at_target.to(logits.dtype))
-
-
-#: On GPUs, the loss chunk runs as the Triton kernel of `trainer.kernels` when that
-#: module can be imported (the trainer's checkout; the copy of this file shipped in
-#: releases has no such module and keeps the compiled function below).
-TRITON_LOSS = True
-
-
-@functools.cache
-def _softmax_grad(device_type: str):  # -> callable like _softmax_cross_entropy_grad
-    if device_type != "cuda":
-        return _softmax_cross_entropy_grad
-    if TRITON_LOSS:
-        try:
-            from trainer.kernels import softmax_cross_entropy_grad
-        except ImportError:
-            pass
-        else:
-            return softmax_cross_entropy_grad
-    # Otherwise one compiled kernel pair reads the bf16 logits instead of six float32
-    # passes; chunks vary in length, hence dynamic shapes.
-    return torch.compile(_softmax_cross_entropy_grad, dynamic=True)
-
-
-class _FusedLinearCrossEntropy(torch.autograd.Function):
-    """Σ weight·CE(hidden @ Wᵀ, target), with its gradients computed chunk by chunk in forward.
-
-    Holding (tokens x 135,040) float32 logits for backward would cost more memory
-    than the whole decoder's activations; here only one chunk of logits is ever
-    alive, and backward merely scales the gradients already computed.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,  # type: ignore[override]
-                weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        with torch.autocast(hidden.device.type, enabled=False):
-            w = weight.to(dtype)
-            h_all = hidden.to(dtype)
-            grad_h = torch.empty_like(h_all) if hidden.requires_grad else None
-            # Accumulate the head's gradient in float32 when that is the compute dtype
-            # (CPU); in bf16 the few chunk sums lose nothing that matters.
-            grad_w = torch.zeros_like(w) if weight.requires_grad else None
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            for start in range(0, h_all.shape[0], _LOSS_CHUNK):
-                h = h_all[start:start + _LOSS_CHUNK]
-                t = targets[start:start + _LOSS_CHUNK]
-                wt = weights[start:start + _LOSS_CHUNK]
-                loss, grad = _softmax_grad(h.device.type)(h @ w.T, t, wt)
-                total += loss
-                if grad_h is not None:
-                    grad_h[start:start + _LOSS_CHUNK] = grad @ w
-                if grad_w is not None:
-                    grad_w.addmm_(grad.T, h)
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.dtypes = (hidden.dtype, weight.dtype)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors
-        h_dtype, w_dtype = ctx.dtypes
-        return (None if grad_h is None else (grad_h * grad_out).to(h_dtype),
-                None if grad_w is None else (grad_w * grad_out).to(w_dtype), None, None, None)
-
-
-__all__ = ["IGNORE_INDEX", "CausalLMOutput", "DecoderLayer", "YuanCache", "YuanForCausalLM", "YuanModel",
-           "causal_conv", "project"]
+__all__ = ["CAUSAL_SDPA_BACKENDS", "IGNORE_INDEX", "MLP", "Attention", "CausalConv", "CausalLMOutput", "DecoderLayer",
+           "LocalizedFiltering", "YuanCache", "YuanForCausalLM", "YuanModel", "causal_conv"]

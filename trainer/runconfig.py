@@ -78,6 +78,10 @@ class LoraSection:
     #: Module names to adapt; 'conv1'/'conv2' are the LFA convolutions.
     targets: list[str] = dataclasses.field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    #: The fused layout of the linear adapters (`trainer.lora`): a speed choice, the same
+    #: maths. "auto": on for one CUDA process, where it was measured to pay; off on CPU
+    #: and for sharded (FSDP) runs, which refuse true.
+    fused: bool | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -238,7 +242,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{where}.")
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)

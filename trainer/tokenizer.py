@@ -197,7 +197,7 @@ class SentencePieceTokenizer(Tokenizer):
                 parts.append("\n")
                 continue
             # `<n>` is Yuan's written newline; models may emit it.
-            run.append(self._byte_newline if i == self._newline_piece else i)
+            run.append(self._byte_newline if i == self._newline_piece and self._byte_newline is not None else i)
         if run:
             parts.append(self.sp.decode(run))
         return "".join(parts)

@@ -20,22 +20,24 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from . import contract
 from . import data as data_mod
 from .checkpoint import hf_state, load_model, save_checkpoint
 from .config import preset
 from .distributed import World, all_reduce_sum, barrier, close_world, init_world, shard_model
+from .loss import CausalLMLoss
 from .model import DecoderLayer, YuanForCausalLM
 from .runconfig import RunConfig
 from .tokenizer import Tokenizer, byte_tokenizer, check_vocab, load_tokenizer
 
-CHECKPOINTS = "checkpoints"
-COMPLETE = "COMPLETE"
+CHECKPOINTS, COMPLETE = contract.CHECKPOINTS, contract.CHECKPOINT_COMPLETE
 
 
 class TrainingError(RuntimeError):
@@ -55,6 +57,7 @@ def base_model_and_tokenizer(cfg: RunConfig) -> tuple[YuanForCausalLM, Tokenizer
         model = load_model(cfg.model.path, dtype=torch.float32)
         tokenizer = load_tokenizer(cfg.model.path)
     else:
+        assert cfg.model.preset is not None  # ModelSection: exactly one of path and preset
         model = YuanForCausalLM(preset(cfg.model.preset))
         model.init_weights(cfg.model.init_seed)
         tokenizer = byte_tokenizer()
@@ -67,6 +70,7 @@ def _load_training_data(cfg: RunConfig, tokenizer: Tokenizer, seed: int
     examples = data_mod.load_examples(cfg.data.path, split=cfg.data.train_split)
     if cfg.data.replay_ratio > 0:
         replay_path = cfg.data.replay_path
+        assert replay_path is not None  # DataSection: a replay ratio needs a replay path
         replay = (data_mod.general_replay_set() if replay_path == "builtin"
                   else data_mod.load_examples(replay_path, split=cfg.data.train_split))
         examples = data_mod.mix_replay(examples, replay, cfg.data.replay_ratio, seed)
@@ -82,26 +86,12 @@ def _load_training_data(cfg: RunConfig, tokenizer: Tokenizer, seed: int
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     # Norm weights and biases are not decayed (standard practice for LLM fine-tuning).
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def align_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """Give every state tensor (Adam's moments) its parameter's memory layout.
-
-    State loaded from a checkpoint comes back contiguous, while a fused LoRA layer's B
-    is a transposed view (`trainer.lora`); fused optimizers walk parameter and state as
-    flat memory, so mismatched layouts would pair the wrong elements, silently.
-    """
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
-                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def lr_factor(step: int, cfg: RunConfig) -> float:
@@ -149,7 +139,7 @@ def _save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torc
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_state = get_model_state_dict(model, options=opts)
+    model_state = cast(dict[str, torch.Tensor], get_model_state_dict(model, options=opts))
     optim_state = get_optimizer_state_dict(model, optimizer, options=opts)
     final = run_dir / CHECKPOINTS / f"step_{step:07d}"
     tmp = final.with_name(final.name + ".tmp")
@@ -158,7 +148,7 @@ def _save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torc
         tmp.mkdir(parents=True)
         if cfg.train.method == "lora":
             from .lora import save_adapter
-            save_adapter(model, model_state, tmp / "adapter")
+            save_adapter(cfg.lora, model_state, tmp / "adapter")
         else:
             save_checkpoint(hf_state(model_state, base_config), base_config, tmp / "model")
             tokenizer.save(tmp / "model")
@@ -222,9 +212,9 @@ class Metrics:
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> None:
-    tmp = run_dir / "result.json.tmp"
+    tmp = run_dir / f"{contract.RESULT}.tmp"
     tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / "result.json")
+    os.replace(tmp, run_dir / contract.RESULT)
 
 
 # -- the run -------------------------------------------------------------------
@@ -249,11 +239,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         result.update(_train(cfg, run_dir, world, cancelled))
-        result["status"] = "succeeded"
+        result["status"] = contract.Status.SUCCEEDED
     except _Cancelled:
-        result["status"] = "cancelled"
+        result["status"] = contract.Status.CANCELLED
     except Exception as exc:
-        result["status"] = "failed"
+        result["status"] = contract.Status.FAILED
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc(limit=8)
         print(f"training failed: {result['error']}", file=sys.stderr)
@@ -262,7 +252,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         result["finished_at"] = time.time()
         if world.is_main:
             write_result(run_dir, result)
-        close_world(world, wait_for_peers=result["status"] == "succeeded")
+        close_world(world, wait_for_peers=result["status"] == contract.Status.SUCCEEDED)
     return result
 
 
@@ -270,7 +260,7 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     t = cfg.train
     _seed_everything(t.seed)
     if world.is_main:
-        cfg.save(run_dir / "config.yaml")
+        cfg.save(run_dir / contract.RESOLVED_CONFIG)
     resume_from = latest_checkpoint(run_dir)
     start_step = 0
     if resume_from is not None:
@@ -287,44 +277,47 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
     base_config = model.config
     rows, report, eval_examples = _load_training_data(cfg, tokenizer, t.seed)
     if world.is_main:
-        (run_dir / "data_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        (run_dir / contract.DATA_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         print(f"data: {report.summary()}", file=sys.stderr)
     if t.method == "lora":
         from .lora import load_adapter, wrap_lora
-        # FSDP shards parameters into storage of its own: the fused layout (one buffer
-        # holding a layer's frozen weight and B) is for unsharded runs.
-        model = wrap_lora(model, cfg.lora, fused=not world.distributed)
+        model = wrap_lora(model, cfg.lora, device=world.device, world_size=world.size)
         if resume_from is not None:
             load_adapter(model, resume_from / "adapter")
-    _core(model).model.gradient_checkpointing = t.activation_checkpointing
+    model.model.gradient_checkpointing = t.activation_checkpointing
     bf16 = t.precision == "bf16" or (t.precision == "auto" and world.device.type == "cuda")
-    model.to(world.device)
+    # What trains, compiles and shards: the model's modules with the loss in the forward
+    # (FSDP's root), under the model's own parameter names (checkpoints, optimizer state).
+    net = CausalLMLoss(model)
+    net.to(world.device)
     if t.compile if t.compile is not None else world.device.type == "cuda":
-        for layer in (m for m in model.modules() if isinstance(m, DecoderLayer)):
+        for layer in (m for m in net.modules() if isinstance(m, DecoderLayer)):
             layer.compile()
     if world.distributed:
-        shard_model(model, DecoderLayer, bf16=bf16)
-    model.train()
+        shard_model(net, DecoderLayer, bf16=bf16)
+    net.train()
 
-    optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr, betas=tuple(t.betas),
+    optimizer = torch.optim.AdamW(_param_groups(net, t.weight_decay), lr=t.lr, betas=(t.betas[0], t.betas[1]),
                                   fused=world.device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     if resume_from is not None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
         optim_state = torch.load(resume_from / "optimizer.pt", map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(model, optimizer, optim_state_dict=optim_state,
+        set_optimizer_state_dict(net, optimizer, optim_state_dict=optim_state,
                                  options=StateDictOptions(full_state_dict=True))
-        align_optimizer_state(optimizer)
+        if t.method == "lora":
+            from .lora import align_optimizer_state
+            align_optimizer_state(optimizer)
         for _ in range(start_step):
             scheduler.step()
         _restore_rng(resume_from, world)
         if world.is_main:
             print(f"resumed from {resume_from.name} (step {start_step})", file=sys.stderr)
 
-    metrics = Metrics(run_dir / "metrics.jsonl", world.is_main, start_step)
+    metrics = Metrics(run_dir / contract.METRICS, world.is_main, start_step)
     global_batch = t.micro_batch_size * t.grad_accum * world.size
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=bf16 and not world.distributed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = [p for p in net.parameters() if p.requires_grad]
     progress = _progress(t.max_steps, start_step, world)
     step_tokens = t.micro_batch_size * t.grad_accum * cfg.data.seq_len * world.size
     loop_start, last_loss = time.time(), metrics.last_loss()
@@ -342,11 +335,11 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
             batch = rows.batch(mine[a * t.micro_batch_size:(a + 1) * t.micro_batch_size])
             batch = {k: v.to(world.device, non_blocking=True) for k, v in batch.items()}
             with autocast:
-                out = model(input_ids=batch["input_ids"], segment_ids=batch["segment_ids"],
-                            targets=batch["targets"], weights=batch["weights"])
+                loss, _ = net(batch["input_ids"], segment_ids=batch["segment_ids"], targets=batch["targets"],
+                              weights=batch["weights"])
             # FSDP averages gradients over ranks; scale so the result is the global mean.
-            (out.loss * (world.size / max(total_weight, 1e-12))).backward()
-            loss_sum += out.loss.detach()
+            (loss * (world.size / max(total_weight, 1e-12))).backward()
+            loss_sum += loss.detach()
         grad_norm = _clip(trainable, t.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -366,25 +359,26 @@ def _train(cfg: RunConfig, run_dir: Path, world: World, cancelled: dict[str, boo
             progress.update(1)
             progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
         if cfg.eval.every_steps and done % cfg.eval.every_steps == 0 and done < t.max_steps:
-            metrics.write({"kind": "eval", "step": done, "eval_loss": _eval_loss(model, eval_examples,
+            metrics.write({"kind": "eval", "step": done, "eval_loss": _eval_loss(net, eval_examples,
                                                                                    tokenizer, cfg, world)})
         if cfg.checkpoint.every_steps and done % cfg.checkpoint.every_steps == 0 and done < t.max_steps:
-            _save_checkpoint(run_dir, done, model, optimizer, cfg, tokenizer, world, base_config)
+            _save_checkpoint(run_dir, done, net, optimizer, cfg, tokenizer, world, base_config)
     if progress is not None:
         progress.close()
 
-    final_ckpt = _save_checkpoint(run_dir, t.max_steps, model, optimizer, cfg, tokenizer, world, base_config)
-    eval_loss = _eval_loss(model, eval_examples, tokenizer, cfg, world)
+    final_ckpt = _save_checkpoint(run_dir, t.max_steps, net, optimizer, cfg, tokenizer, world, base_config)
+    eval_loss = _eval_loss(net, eval_examples, tokenizer, cfg, world)
     metrics.write({"kind": "eval", "step": t.max_steps, "eval_loss": eval_loss})
     out: dict[str, Any] = {"steps": t.max_steps, "final_loss": last_loss, "eval_loss": eval_loss,
                            "resumed_from_step": start_step if resume_from else None,
                            "checkpoint": str(final_ckpt), "data": report.to_dict()}
-    del model, optimizer
+    del model, net, optimizer
     if world.is_main and cfg.export:
         from .export import export_checkpoint
-        out.update(export_checkpoint(final_ckpt, run_dir / "export"))
+        out.update(export_checkpoint(final_ckpt, run_dir / contract.EXPORT))
     if world.is_main and cfg.eval.generate and eval_examples and cfg.export:
-        out["generation"] = _generation_scores(run_dir / "export" / "merged", eval_examples, cfg, world)
+        merged = run_dir / contract.EXPORT / contract.EXPORT_MERGED
+        out["generation"] = _generation_scores(merged, eval_examples, cfg, world)
     return out
 
 
@@ -393,6 +387,7 @@ def _check_same_run(saved: RunConfig, current: RunConfig, checkpoint: Path) -> N
     def recipe(cfg: RunConfig) -> dict[str, Any]:
         d = cfg.to_dict()
         d["train"].pop("max_steps")  # extending a run is a legitimate resume
+        d["lora"].pop("fused")  # a layout, the same maths: a resume may run on another machine
         sections = ("model", "data", "train", "lora") if cfg.train.method == "lora" else ("model", "data", "train")
         return {k: d[k] for k in sections}
 
@@ -404,14 +399,7 @@ def _check_same_run(saved: RunConfig, current: RunConfig, checkpoint: Path) -> N
                             "use a new output_dir or restore the original config")
 
 
-def _core(model: nn.Module) -> YuanForCausalLM:
-    for module in model.modules():
-        if isinstance(module, YuanForCausalLM):
-            return module
-    raise TypeError("no YuanForCausalLM inside the model")
-
-
-def _clip(params: list[torch.Tensor], max_norm: float) -> float:
+def _clip(params: Sequence[torch.Tensor], max_norm: float) -> float:
     if max_norm > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     else:
@@ -433,7 +421,7 @@ def _progress(total: int, initial: int, world: World):  # -> tqdm | None
 
 
 @torch.no_grad()
-def _eval_loss(model: nn.Module, examples: list[data_mod.Example], tokenizer: Tokenizer, cfg: RunConfig,
+def _eval_loss(net: CausalLMLoss, examples: list[data_mod.Example], tokenizer: Tokenizer, cfg: RunConfig,
                world: World) -> float | None:
     """Weighted token loss on the held-out split, rows shared out over the ranks."""
     if not examples:
@@ -442,8 +430,8 @@ def _eval_loss(model: nn.Module, examples: list[data_mod.Example], tokenizer: To
                                   loss_mask=cfg.data.loss_mask)
     if len(rows) == 0:
         return None
-    was_training = model.training
-    model.eval()
+    was_training = net.training
+    net.eval()
     total = torch.zeros(2, device=world.device)
     mine = list(range(len(rows)))[world.rank::world.size]
     # Every rank runs the same number of forwards: FSDP needs all ranks in each all-gather.
@@ -453,11 +441,11 @@ def _eval_loss(model: nn.Module, examples: list[data_mod.Example], tokenizer: To
         batch = {k: v.to(world.device) for k, v in rows.batch(part).items()}
         if not mine[b * cfg.train.micro_batch_size:(b + 1) * cfg.train.micro_batch_size]:
             batch["weights"] = torch.zeros_like(batch["weights"])  # padding batch for this rank
-        out = model(input_ids=batch["input_ids"], segment_ids=batch["segment_ids"],
-                    targets=batch["targets"], weights=batch["weights"])
-        total += torch.stack((out.loss.float(), out.loss_weight.float()))
+        loss, weight = net(batch["input_ids"], segment_ids=batch["segment_ids"], targets=batch["targets"],
+                           weights=batch["weights"])
+        total += torch.stack((loss.float(), weight.float()))
     total = all_reduce_sum(total, world)
-    model.train(was_training)
+    net.train(was_training)
     return float(total[0] / total[1]) if total[1] > 0 else None
 
 
@@ -473,7 +461,7 @@ def _generation_scores(merged: Path, examples: list[data_mod.Example], cfg: RunC
     scores = score_generations(model, tokenizer, subset,
                                sampling=SamplingConfig(max_new_tokens=cfg.eval.max_new_tokens),
                                batch_size=cfg.eval.batch_size)
-    path = Path(cfg.output_dir) / "eval_generations.jsonl"
+    path = Path(cfg.output_dir) / contract.EVAL_GENERATIONS
     with path.open("w", encoding="utf-8") as fh:
         for s in scores:
             fh.write(json.dumps(s.__dict__, ensure_ascii=False) + "\n")

@@ -2,7 +2,9 @@
 
 No business logic and no torch here: the caller (training.services) decides what
 to run and what to record; this module starts the process, tails `metrics.jsonl`,
-forwards a cancel as SIGTERM and returns the exit code with `result.json`.
+forwards a cancel as SIGTERM and returns the exit code with `result.json`. Every
+file name and exit code is `trainer.contract`'s, the one module of the trainer
+that the worker imports (it needs no torch).
 
 The trainer runs in its own process group so that a cancel reaches every rank of a
 `torchrun` launch, and with a parent-death signal so that a worker killed mid-run
@@ -31,11 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# docs/ARCHITECTURE.md: 0 succeeded, 1 failed, 2 bad config or arguments, 3 cancelled.
-EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 3
-LOG_NAME = "trainer.log"
-PID_NAME = "launcher.json"
-LOCK_NAME = ".trainer.lock"
+from trainer import contract
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -85,7 +84,7 @@ def eval_command(*, base: Path, model: Path, data: Path, split: str, out: Path, 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+        return json.loads((run_dir / contract.RESULT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -109,7 +108,8 @@ class MetricsTail:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.inode = path, 0, None
+        self.path, self.offset = path, 0
+        self.inode: int | None = None
 
     def read(self) -> list[dict[str, Any]]:
         try:
@@ -142,7 +142,7 @@ def _die_with_parent() -> None:
 def _kill_leftover(run_dir: Path) -> None:
     """Kill the process group a previous attempt on this host left running in `run_dir`."""
     try:
-        info = json.loads((run_dir / PID_NAME).read_text(encoding="utf-8"))
+        info = json.loads((run_dir / contract.LAUNCHER_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     pgid = info.get("pgid")
@@ -164,7 +164,7 @@ def lock_folder(run_dir: Path, *, wait_seconds: float = 0.0, poll_seconds: float
     `on_wait()` is called every poll while another process holds it (the caller's
     heartbeat; it may raise to stop waiting). Raises `FolderBusy` after the wait.
     """
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run_dir / contract.FOLDER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait_seconds
     try:
         while True:
@@ -173,7 +173,7 @@ def lock_folder(run_dir: Path, *, wait_seconds: float = 0.0, poll_seconds: float
                 return fd
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise FolderBusy(f"another trainer holds {run_dir / LOCK_NAME}") from None
+                    raise FolderBusy(f"another trainer holds {run_dir / contract.FOLDER_LOCK}") from None
             if on_wait is not None:
                 on_wait()
             time.sleep(poll_seconds)
@@ -220,10 +220,10 @@ def _launch_locked(command: Sequence[str], *, run_dir: Path, lock: int,
                    env: dict[str, str] | None, cwd: Path | None) -> LaunchResult:
     # result.json must describe this launch: a crash before the trainer writes one
     # must not be mistaken for the previous attempt's outcome.
-    (run_dir / "result.json").unlink(missing_ok=True)
-    tail = MetricsTail(run_dir / "metrics.jsonl")
+    (run_dir / contract.RESULT).unlink(missing_ok=True)
+    tail = MetricsTail(run_dir / contract.METRICS)
     seen: list[dict[str, Any]] = []
-    with (run_dir / LOG_NAME).open("ab") as log:
+    with (run_dir / contract.TRAINER_LOG).open("ab") as log:
         log.write(f"\n$ {' '.join(command)}\n".encode())
         log.flush()
         # The trainer inherits the lock: should it outlive this process (no parent-death
@@ -233,7 +233,7 @@ def _launch_locked(command: Sequence[str], *, run_dir: Path, lock: int,
             env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_die_with_parent,
             pass_fds=(lock,),
         )
-        (run_dir / PID_NAME).write_text(json.dumps({"host": socket.gethostname(), "pgid": proc.pid}))
+        (run_dir / contract.LAUNCHER_RECORD).write_text(json.dumps({"host": socket.gethostname(), "pgid": proc.pid}))
         cancel_sent_at: float | None = None
         try:
             while True:
@@ -255,8 +255,8 @@ def _launch_locked(command: Sequence[str], *, run_dir: Path, lock: int,
             proc.wait()
             raise
     result = read_result(run_dir)
-    cancelled = cancel_sent_at is not None and (exit_code == EXIT_CANCELLED or exit_code < 0
-                                                or (result or {}).get("status") == "cancelled")
+    cancelled = cancel_sent_at is not None and (exit_code == contract.Exit.CANCELLED or exit_code < 0
+                                                or (result or {}).get("status") == contract.Status.CANCELLED)
     return LaunchResult(exit_code=exit_code, result=result, cancelled=cancelled, metrics=seen)
 
 

@@ -10,10 +10,6 @@ def user_is_maintainer(*, user: User | AnonymousUser) -> bool:
     return bool(user.is_authenticated and user.is_active and user.has_perm(TRIAGE_PERMISSION))
 
 
-def user_get_by_username(*, username: str) -> User | None:
-    return User.objects.filter(username=username).first()
-
-
 def api_token_current(*, user: User) -> ApiToken | None:
     """The person's newest token that has not been revoked (it may have expired)."""
     return ApiToken.objects.filter(user=user, revoked_at__isnull=True).first()

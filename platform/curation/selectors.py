@@ -3,16 +3,15 @@
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
-from django.utils import timezone
 
-from curation.models import BatchCase, BatchStatus, DatasetBatch, DatasetVersion, DatasetVersionStatus
+from curation.models import BatchCase, BatchStatus, DatasetBatch, DatasetVersion
 from intake.models import CaseStatus, FeedbackCase
 
 
@@ -90,18 +89,6 @@ def dataset_version_abspath(*, version: DatasetVersion) -> Path:
     if not version.path:
         raise ValueError(f"Dataset version {version.pk} has not been built yet.")
     return Path(settings.ARTIFACT_ROOT) / version.path
-
-
-def dataset_version_ids_stuck(*, now: datetime | None = None) -> list[int]:
-    """Versions the build sweeper must look at: `pending` past JOB_REQUEUE_SECONDS (the message was lost),
-    `building` past DATASET_BUILD_TIMEOUT_SECONDS (the worker died). The service checks again under the lock."""
-    now = now or timezone.now()
-    waiting = Q(status=DatasetVersionStatus.PENDING,
-                enqueued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS))
-    dead = Q(status=DatasetVersionStatus.BUILDING) & (
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=settings.DATASET_BUILD_TIMEOUT_SECONDS))
-    )
-    return list(DatasetVersion.objects.filter(waiting | dead).order_by("id").values_list("id", flat=True))
 
 
 def case_url(*, case: FeedbackCase) -> str:

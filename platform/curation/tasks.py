@@ -11,8 +11,8 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from curation.selectors import dataset_version_ids_stuck
-from curation.services import batch_create_monthly, dataset_version_build, dataset_version_requeue
+from cotrain_site.jobs import job_sweep
+from curation.services import BUILD_JOB, batch_create_monthly, dataset_version_build, dataset_version_on_stale
 
 logger = logging.getLogger(__name__)
 # A database that restarts or a full disk may pass; bad data does not, and is recorded as failed.
@@ -42,4 +42,5 @@ def create_monthly_batch() -> int | None:
 @shared_task(name="curation.tasks.sweep_dataset_builds", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def sweep_dataset_builds() -> dict[str, int]:
     """Periodic (beat): enqueue again the builds whose message was lost or whose worker died."""
-    return {"requeued": sum(dataset_version_requeue(version_id=pk) for pk in dataset_version_ids_stuck())}
+    rebuilt, resent = job_sweep(BUILD_JOB, on_stale=dataset_version_on_stale)
+    return {"requeued": len(rebuilt) + resent}

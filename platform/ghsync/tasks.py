@@ -8,6 +8,7 @@ from django.db import InterfaceError, OperationalError
 from cotrain_site.jobs import enqueue_on_commit
 from ghsync import selectors, services
 from ghsync.client import GithubUnavailable
+from releases.models import Release
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError)
@@ -93,6 +94,4 @@ def sweep_stale() -> dict[str, dict[str, int]]:
 @shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def report_release(release_id: int) -> int:
     """Record and post the report-back comments of a published release (`ghsync.services.report_release`)."""
-    from releases.models import Release
-
     return len(services.report_release(release=Release.objects.get(pk=release_id)))

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -25,8 +26,6 @@ from intake.throttles import SubmitIpRateThrottle, SubmitUserRateThrottle
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus a clear 400 for bodies over COTRAIN_MAX_REQUEST_BYTES."""
     if isinstance(exc, RequestDataTooBig):
-        from django.conf import settings
-
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return Response({"detail": f"Request body too large: the limit is {limit} bytes."}, status=400)
     return drf_exception_handler(exc, context)

@@ -37,7 +37,6 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     **{(src, S.WITHDRAWN): AUTHOR for src in (S.NEW, S.NEEDS_INFO, S.ACCEPTED)},
     (S.NEEDS_INFO, S.NEW): AUTHOR,
     (S.ACCEPTED, S.IN_BATCH): SYSTEM,
-    (S.IN_BATCH, S.ACCEPTED): SYSTEM,
     (S.IN_BATCH, S.TRAINED): SYSTEM,
     (S.TRAINED, S.RELEASED): SYSTEM,
 }

@@ -1,12 +1,10 @@
 """Every read of releases and their files that a view, the API or another app needs."""
 
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import F, Q, QuerySet
-from django.utils import timezone
+from django.db.models import F, QuerySet
 
 from accounts.models import User
 from curation.models import DatasetBatch
@@ -93,22 +91,3 @@ def release_published_for_batch(*, batch: DatasetBatch) -> Release | None:
     """The newest published release trained on this batch's dataset, if any."""
     published = Release.objects.filter(run__dataset_version__batch=batch, status=ReleaseStatus.PUBLISHED)
     return published.order_by("-published_at", "-id").first()
-
-
-def _publish_stale_before(now: datetime | None) -> datetime:
-    return (now or timezone.now()) - timedelta(seconds=settings.RELEASE_PUBLISH_TIMEOUT_SECONDS)
-
-
-def release_publish_is_stale(*, release: Release, now: datetime | None = None) -> bool:
-    """A `publishing` release whose copy (or queued attempt) has given no sign of life for the timeout."""
-    # Rows claimed before heartbeats existed have none: their creation time stands in.
-    return (release.heartbeat_at or release.created_at) < _publish_stale_before(now)
-
-
-def release_ids_stale(*, now: datetime | None = None) -> list[int]:
-    """Releases stuck in `publishing` (release_publish_is_stale), for the beat sweeper."""
-    limit = _publish_stale_before(now)
-    stale = Release.objects.filter(status=ReleaseStatus.PUBLISHING).filter(
-        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=limit)
-    )
-    return list(stale.order_by("id").values_list("id", flat=True))

@@ -10,7 +10,7 @@ the run again retries it.
 A copy killed mid-way (worker lost, OOM, deploy) raises nothing, so nothing marks
 the release failed. Each copy therefore claims the release (attempt N, a
 heartbeat) and keeps the heartbeat fresh while it copies; the beat sweeper
-(`release_requeue_stale`) queues a silent one again, and fails it with the reason
+(`release_on_stale`, through `cotrain_site.jobs.job_sweep`) queues a silent one again, and fails it with the reason
 after RELEASE_PUBLISH_MAX_ATTEMPTS. A newer attempt takes the release over: an
 older copy that wakes up finds its attempt gone and stops without installing.
 """
@@ -19,44 +19,52 @@ import hashlib
 import json
 import re
 import shutil
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from trainer import contract
 
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import ClaimLost, Heartbeat, Job, job_claim, job_lock, job_send, keep_newest
 from cotrain_site.transitions import lock_for_transition
 from curation.models import DatasetBatch
 from curation.selectors import case_url
 from intake.models import CaseStatus
 from intake.services import case_transition
 from releases.models import Release, ReleaseFile, ReleaseStatus
-from releases.selectors import release_cases, release_publish_is_stale
+from releases.selectors import release_cases
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
+from training.services import evaluation_override
 
 PUBLISH_PERMISSION = "releases.publish_release"
-PUBLISH_TASK = "releases.tasks.publish_release"
 OVERRIDE_PERMISSION = "training.override_evaluation"
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 SUMS = "SHA256SUMS"
 CARD = "README.md"
-EXPORTS = ("merged", "adapter")
+EXPORTS = (contract.EXPORT_MERGED, contract.EXPORT_ADAPTER)
 HF_LANGUAGES = {"zh": ["zh"], "en": ["en"], "mixed": ["zh", "en"]}
 PUBLISHABLE = {EvaluationStatus.PASSED, EvaluationStatus.OVERRIDDEN}
 
+NOTES_CHARS = 5000
+# A release stays `publishing` while it is copied: attempt 0 waits for its message, attempt N copies. The newest
+# message always takes over (an older copy finds its attempt gone); the heartbeat doubles as the time it was sent.
+PUBLISH_JOB = Job(Release, "releases.tasks.publish_release",
+                  waiting=Q(status=ReleaseStatus.PUBLISHING, publish_attempts=0),
+                  working=Q(status=ReleaseStatus.PUBLISHING, publish_attempts__gt=0),
+                  timeout_setting="RELEASE_PUBLISH_TIMEOUT_SECONDS", attempt_field="publish_attempts",
+                  sent_field="heartbeat_at", also_claimable=Q(status=ReleaseStatus.PUBLISHING),
+                  args=lambda release: (release.pk, release.requested_by_id))
 RELEASE_TRANSITIONS = {
     (ReleaseStatus.PUBLISHING, ReleaseStatus.PUBLISHED),
     (ReleaseStatus.PUBLISHING, ReleaseStatus.FAILED),
@@ -103,8 +111,6 @@ def _evaluation_gate(*, run: TrainingRun, by: User, override_reason: str) -> str
         raise PermissionDenied("Only maintainers with the override permission can publish despite the evaluation.")
     if evaluation is not None and status == EvaluationStatus.BLOCKED:
         # The evaluation records the override too (reason length checked there); the run page shows it.
-        from training.services import evaluation_override
-
         evaluation_override(evaluation=evaluation, by=by, reason=override_reason)
     return f"Published by {by.username} although the evaluation was {status}: {override_reason.strip()}"
 
@@ -146,30 +152,6 @@ class _Staged:
     sums: str
 
 
-class _ClaimLost(Exception):
-    """A newer attempt took the release over (or it left `publishing`): this copy stops, installing nothing."""
-
-
-@dataclass
-class _Heartbeat:
-    """Called as a copy goes; writes the release's heartbeat at most every `every_s` seconds."""
-
-    release_id: int
-    attempt: int
-    every_s: float
-    _last: float = field(default_factory=time.monotonic)
-
-    def __call__(self) -> None:
-        if time.monotonic() - self._last < self.every_s:
-            return
-        self._last = time.monotonic()
-        alive = Release.objects.filter(
-            pk=self.release_id, status=ReleaseStatus.PUBLISHING, publish_attempts=self.attempt
-        ).update(heartbeat_at=timezone.now())
-        if not alive:
-            raise _ClaimLost(f"Release {self.release_id}: attempt {self.attempt} was taken over.")
-
-
 def _copy_hashed(src: Path, dst: Path, *, beat: Callable[[], None]) -> tuple[int, str]:
     """Copy in 1 MiB chunks, hashing on the way: one read of each byte."""
     digest, size = hashlib.sha256(), 0
@@ -193,13 +175,14 @@ def _copy_export(*, source: Path, target: Path, prefix: str, beat: Callable[[], 
         for line in (source / SUMS).read_text(encoding="utf-8").splitlines():
             digest, name = line.split("  ", 1)
             if copied.get(f"{prefix}/{name}", (0, ""))[1] != digest:
-                raise ValidationError(f"export/{prefix}/{name} does not match the export's {SUMS}.", code="export")
+                raise ValidationError(f"export/{prefix}/{name} does not match the export's {SUMS}.",
+                                      code="export_mismatch")
     return copied
 
 
 def _release_stage(*, release: Release, run: TrainingRun, folder: Path, beat: Callable[[], None]) -> _Staged:
-    export = Path(settings.ARTIFACT_ROOT) / run.run_dir / "export"
-    if not run.run_dir or not (export / "merged").is_dir():
+    export = Path(settings.ARTIFACT_ROOT) / run.run_dir / contract.EXPORT
+    if not run.run_dir or not (export / contract.EXPORT_MERGED).is_dir():
         raise ValidationError(f"Run {run.pk} has no exported checkpoint (export/merged).", code="no_export")
     folder.mkdir(parents=True)
     files: dict[str, tuple[int, str]] = {}
@@ -207,7 +190,7 @@ def _release_stage(*, release: Release, run: TrainingRun, folder: Path, beat: Ca
         if (export / name).is_dir():
             files |= _copy_export(source=export / name, target=folder / name, prefix=name, beat=beat)
     card = release_model_card(release=release, run=run, exports=[n for n in EXPORTS if (folder / n).is_dir()],
-                              sentencepiece=(folder / "merged" / "tokenizer.model").is_file())
+                              sentencepiece=(folder / contract.EXPORT_MERGED / "tokenizer.model").is_file())
     (folder / CARD).write_text(card, encoding="utf-8")
     files[CARD] = (len(card.encode("utf-8")), hashlib.sha256(card.encode("utf-8")).hexdigest())
     sums = "".join(f"{digest}  {name}\n" for name, (_, digest) in sorted(files.items()))
@@ -218,11 +201,7 @@ def _release_stage(*, release: Release, run: TrainingRun, folder: Path, beat: Ca
 
 @transaction.atomic
 def _release_install(*, release: Release, staged: _Staged, by: User | None, attempt: int) -> Release:
-    locked = Release.objects.select_for_update().get(pk=release.pk)
-    if locked.status != ReleaseStatus.PUBLISHING:
-        raise ValidationError(f"Release {locked.tag} is {locked.status}; it is no longer being published.")
-    if locked.publish_attempts != attempt:
-        raise _ClaimLost(f"Release {locked.tag}: attempt {attempt} was taken over by {locked.publish_attempts}.")
+    locked = job_lock(PUBLISH_JOB, pk=release.pk, attempt=attempt)
     final = Path(settings.ARTIFACT_ROOT) / "releases" / locked.tag
     if final.exists():
         # Left by an attempt that failed after the move; that release was never published.
@@ -336,20 +315,20 @@ def release_request(*, run: TrainingRun, by: User, tag: str | None = None, overr
     """
     release = _release_claim(run=run, by=by, tag=tag, override_reason=override_reason)
     # A broker that is down costs a delay: the release waits `publishing`, and the sweeper sends it again.
-    enqueue_on_commit(PUBLISH_TASK, release.pk, by.pk)
+    job_send(PUBLISH_JOB, release)
     return release
 
 
-@transaction.atomic
 def _release_copy_claim(*, release_id: int) -> int | None:
     """Start copy attempt N of a `publishing` release (None when it is not): the newest attempt owns it."""
-    locked = Release.objects.select_for_update().get(pk=release_id)
-    if locked.status != ReleaseStatus.PUBLISHING:
-        return None
-    locked.publish_attempts += 1
-    locked.heartbeat_at = timezone.now()
-    locked.save(update_fields=["publish_attempts", "heartbeat_at"])
-    return locked.publish_attempts
+    def claim(release: Release) -> Release:
+        release.publish_attempts += 1
+        release.heartbeat_at = timezone.now()
+        release.save(update_fields=["publish_attempts", "heartbeat_at"])
+        return release
+
+    claimed = job_claim(PUBLISH_JOB, pk=release_id, claim=claim)
+    return None if claimed is None else claimed.publish_attempts
 
 
 def release_copy_files(*, release_id: int, by_id: int | None) -> Release:
@@ -369,12 +348,12 @@ def release_copy_files(*, release_id: int, by_id: int | None) -> Release:
     for leftover in releases_root.glob(f".{release.tag}.staging-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staging = releases_root / f".{release.tag}.staging-{attempt}"
-    beat = _Heartbeat(release_id=release_id, attempt=attempt,
-                      every_s=min(10.0, settings.RELEASE_PUBLISH_TIMEOUT_SECONDS / 10))
+    beat = Heartbeat(PUBLISH_JOB, pk=release_id, attempt=attempt,
+                     every_s=min(10.0, settings.RELEASE_PUBLISH_TIMEOUT_SECONDS / 10))
     try:
         staged = _release_stage(release=release, run=release.run, folder=staging, beat=beat)
         return _release_install(release=release, staged=staged, by=by, attempt=attempt)
-    except _ClaimLost:
+    except ClaimLost:
         return Release.objects.get(pk=release_id)
     except Exception as exc:
         if not _release_fail(release=release, error=exc, attempt=attempt):
@@ -384,61 +363,34 @@ def release_copy_files(*, release_id: int, by_id: int | None) -> Release:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def release_requeue_stale(*, release_id: int) -> str:
-    """The sweeper's move for a `publishing` release whose copy went silent.
-
-    Returns "requeued" (a new attempt is queued after commit), "failed" (its
-    attempts are spent; the reason is in the notes) or "" (nothing to do: it moved on or beat again).
-    """
-    with transaction.atomic():
-        locked = Release.objects.select_for_update().get(pk=release_id)
-        if locked.status != ReleaseStatus.PUBLISHING or not release_publish_is_stale(release=locked):
-            return ""
-        if locked.publish_attempts >= settings.RELEASE_PUBLISH_MAX_ATTEMPTS:
-            locked.notes = (
-                f"{locked.notes}\nPublishing failed: {locked.publish_attempts} copy attempt(s) stopped without "
-                f"finishing (no heartbeat for {settings.RELEASE_PUBLISH_TIMEOUT_SECONDS} s; the worker was "
-                f"probably killed). Publish the run again to retry."
-            )[:5000].strip()
-            locked.save(update_fields=["notes"])
-            release_transition(release=locked, to_status=ReleaseStatus.FAILED, actor=None)
-            return "failed"
-        # Fresh again, so the next sweep waits a whole timeout for the queued attempt to start.
-        locked.heartbeat_at = timezone.now()
-        locked.save(update_fields=["heartbeat_at"])
-        enqueue_on_commit(PUBLISH_TASK, release_id, locked.requested_by_id)
+def release_on_stale(release: Release) -> str:
+    """The sweeper's move for a release whose copy went silent: "requeued" (a new attempt is sent after
+    commit) or "failed" (its attempts are spent; the reason is in the notes)."""
+    if release.publish_attempts >= settings.RELEASE_PUBLISH_MAX_ATTEMPTS:
+        _release_note_failure(release, f"{release.publish_attempts} copy attempt(s) stopped without finishing (no "
+                                       f"heartbeat for {settings.RELEASE_PUBLISH_TIMEOUT_SECONDS} s; the worker was "
+                                       "probably killed). Publish the run again to retry.")
+        return "failed"
+    # Stamped fresh, so the next sweep waits a whole timeout for the queued attempt to start.
+    job_send(PUBLISH_JOB, release)
     return "requeued"
 
 
-def release_requeue_lost() -> int:
-    """The sweeper's move for releases `publishing` whose copy never started (no attempt claimed it).
-
-    Their message was lost (broker down or restarted); they need not wait the copy's
-    whole timeout. Each is stamped so that the next sweep waits JOB_REQUEUE_SECONDS again.
-    """
-    limit = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
-    requeued = 0
-    with transaction.atomic():
-        # Locked and re-filtered in one query: a copy claiming one now waits, then sees the stamp.
-        waiting = Release.objects.select_for_update(skip_locked=True).filter(
-            status=ReleaseStatus.PUBLISHING, publish_attempts=0, heartbeat_at__lt=limit)
-        for release in waiting:
-            release.heartbeat_at = timezone.now()
-            release.save(update_fields=["heartbeat_at"])
-            enqueue_on_commit(PUBLISH_TASK, release.pk, release.requested_by_id)
-            requeued += 1
-    return requeued
+def _release_note_failure(locked: Release, reason: str) -> None:
+    # The newest reason is the one a maintainer needs: the notes keep their end, not their start.
+    locked.notes = keep_newest(f"{locked.notes}\nPublishing failed: {reason}".strip(), NOTES_CHARS)
+    locked.save(update_fields=["notes"])
+    release_transition(release=locked, to_status=ReleaseStatus.FAILED, actor=None)
 
 
 @transaction.atomic
 def _release_fail(*, release: Release, error: Exception, attempt: int) -> bool:
     """Record the failure; False when this attempt no longer owns a `publishing` release (nothing to record)."""
-    locked = Release.objects.select_for_update().get(pk=release.pk)
-    if locked.status != ReleaseStatus.PUBLISHING or locked.publish_attempts != attempt:
+    try:
+        locked = job_lock(PUBLISH_JOB, pk=release.pk, attempt=attempt)
+    except ClaimLost:
         return False
-    locked.notes = f"{locked.notes}\nPublishing failed: {error!r}"[:5000].strip()
-    locked.save(update_fields=["notes"])
-    release_transition(release=locked, to_status=ReleaseStatus.FAILED, actor=None)
+    _release_note_failure(locked, repr(error))
     return True
 
 

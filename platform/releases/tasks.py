@@ -9,8 +9,8 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from releases.selectors import release_ids_stale
-from releases.services import release_copy_files, release_requeue_lost, release_requeue_stale
+from cotrain_site.jobs import job_sweep
+from releases.services import PUBLISH_JOB, release_copy_files, release_on_stale
 
 logger = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError)
@@ -28,6 +28,5 @@ def publish_release(release_id: int, by_id: int | None) -> dict[str, object]:
 def sweep_stale_publishing() -> dict[str, int]:
     """Periodic (beat): queue again the releases stuck in `publishing`, or fail those out of attempts;
     and enqueue again those whose first message was lost (no copy ever claimed them)."""
-    outcomes = [release_requeue_stale(release_id=release_id) for release_id in release_ids_stale()]
-    lost = release_requeue_lost()
+    outcomes, lost = job_sweep(PUBLISH_JOB, on_stale=release_on_stale)
     return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed"), "lost": lost}

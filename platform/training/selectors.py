@@ -6,19 +6,17 @@ folder's `metrics.jsonl`, the file the trainer writes; the database keeps no cop
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.utils import timezone
+from trainer import contract
 
 from curation.models import DatasetVersion
 from training.models import ACTIVE_RUN_STATUSES, Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
 DEMO_BASE = "demo"
-PUBLISHABLE_EVALUATIONS = {EvaluationStatus.PASSED, EvaluationStatus.OVERRIDDEN}
 
 
 def run_queryset() -> QuerySet[TrainingRun]:
@@ -44,41 +42,9 @@ def base_checkpoint_abspath(*, base_checkpoint: str) -> Path:
     return Path(base_checkpoint)
 
 
-def run_ids_stale(*, now: datetime | None = None) -> list[int]:
-    """Running or cancelling runs whose worker stopped sending heartbeats."""
-    limit = (now or timezone.now()) - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-    stale = TrainingRun.objects.filter(status__in=[RunStatus.RUNNING, RunStatus.CANCELLING], heartbeat_at__lt=limit)
-    return list(stale.order_by("id").values_list("id", flat=True))
-
-
-def evaluation_ids_stale(*, now: datetime | None = None) -> list[int]:
-    limit = (now or timezone.now()) - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-    stale = Evaluation.objects.filter(status=EvaluationStatus.RUNNING, heartbeat_at__lt=limit)
-    return list(stale.order_by("id").values_list("id", flat=True))
-
-
-def run_ids_waiting(*, now: datetime | None = None) -> list[int]:
-    """Queued runs whose message was sent longer than JOB_REQUEUE_SECONDS ago (lost with a broker restart)."""
-    limit = (now or timezone.now()) - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
-    waiting = TrainingRun.objects.filter(status=RunStatus.QUEUED, enqueued_at__lt=limit)
-    return list(waiting.order_by("id").values_list("id", flat=True))
-
-
-def evaluation_ids_waiting(*, now: datetime | None = None) -> list[int]:
-    limit = (now or timezone.now()) - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
-    waiting = Evaluation.objects.filter(status=EvaluationStatus.PENDING, enqueued_at__lt=limit)
-    return list(waiting.order_by("id").values_list("id", flat=True))
-
-
-def run_is_publishable(*, run: TrainingRun) -> bool:
-    """A succeeded run whose evaluation passed, or was overridden by a maintainer."""
-    evaluation = Evaluation.objects.filter(run=run).first()
-    return run.status == RunStatus.SUCCEEDED and evaluation is not None and evaluation.status in PUBLISHABLE_EVALUATIONS
-
-
 def run_metrics(*, run: TrainingRun) -> list[dict[str, Any]]:
     """The records of metrics.jsonl (half-written or garbled lines skipped)."""
-    path = run_dir_abspath(run=run) / "metrics.jsonl"
+    path = run_dir_abspath(run=run) / contract.METRICS
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:

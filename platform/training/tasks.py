@@ -9,7 +9,8 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from training import selectors, services
+from cotrain_site.jobs import job_sweep
+from training import services
 from worker.launcher import FolderBusy
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,7 @@ def evaluate_run(self, run_id: int) -> str:
 def sweep_stale() -> dict[str, int]:
     """Periodic (beat): queue again the runs and evaluations whose worker stopped sending heartbeats,
     and enqueue again those that waited past JOB_REQUEUE_SECONDS for a message that was lost."""
-    runs = sum(services.run_requeue_stale(run_id=run_id) for run_id in selectors.run_ids_stale())
-    evaluations = sum(services.evaluation_requeue_stale(evaluation_id=evaluation_id)
-                      for evaluation_id in selectors.evaluation_ids_stale())
-    lost_runs = sum(services.run_requeue_lost(run_id=run_id) for run_id in selectors.run_ids_waiting())
-    lost_evaluations = sum(services.evaluation_requeue_lost(evaluation_id=evaluation_id)
-                           for evaluation_id in selectors.evaluation_ids_waiting())
-    return {"runs": runs, "evaluations": evaluations, "lost_runs": lost_runs, "lost_evaluations": lost_evaluations}
+    runs, lost_runs = job_sweep(services.RUN_JOB, on_stale=services.run_on_stale)
+    evaluations, lost_evaluations = job_sweep(services.EVALUATION_JOB, on_stale=services.evaluation_on_stale)
+    return {"runs": sum(runs), "evaluations": sum(evaluations), "lost_runs": lost_runs,
+            "lost_evaluations": lost_evaluations}

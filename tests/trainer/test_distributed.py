@@ -24,6 +24,7 @@ import copy, json, sys
 import torch
 from trainer.config import preset
 from trainer.distributed import close_world, init_world, shard_model
+from trainer.loss import CausalLMLoss
 from trainer.model import DecoderLayer, YuanForCausalLM
 
 reshard = {"true": True, "false": False}[sys.argv[2]]
@@ -31,8 +32,9 @@ world = init_world()
 torch.manual_seed(0)
 model = YuanForCausalLM(preset("yuan2_tiny"))
 model.init_weights(0)
-plain = copy.deepcopy(model)
+plain = CausalLMLoss(copy.deepcopy(model))
 start = {k: v.clone() for k, v in plain.state_dict().items()}
+model = CausalLMLoss(model)  # the loss inside the sharded root's forward, as the trainer shards it
 shard_model(model, DecoderLayer, bf16=False, reshard_after_forward=reshard)
 ids = torch.randint(0, 256, (4, 24), generator=torch.Generator().manual_seed(1))
 targets = ids.roll(-1, dims=1)
@@ -41,13 +43,13 @@ opts = [torch.optim.AdamW(m.parameters(), lr=1e-2) for m in (model, plain)]
 losses = {"sharded": [], "plain": []}
 for _ in range(3):
     # FSDP2 averages gradients over ranks: scale each rank's sum by world size / total count.
-    loss = model(input_ids=ids[mine], targets=targets[mine]).loss
+    loss, _ = model(ids[mine], targets=targets[mine])
     (loss * world.size / targets.numel()).backward()
     opts[0].step(); opts[0].zero_grad()
     total = loss.detach().clone()
     torch.distributed.all_reduce(total)
     losses["sharded"].append(float(total) / targets.numel())
-    full = plain(input_ids=ids, targets=targets).loss / targets.numel()
+    full = plain(ids, targets=targets)[0] / targets.numel()
     full.backward()
     opts[1].step(); opts[1].zero_grad()
     losses["plain"].append(float(full))

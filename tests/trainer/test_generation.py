@@ -242,3 +242,19 @@ def test_static_cache_decoding_equals_the_dynamic_cache_and_recompute(model: Yua
     sampled = SamplingConfig(max_new_tokens=24, temperature=1.3, top_k=40, seed=9)
     assert generate(model, prompts, eod_id=BYTE_EOD_ID, sampling=sampled, static_cache=True) == \
         generate(model, prompts, eod_id=BYTE_EOD_ID, sampling=sampled, static_cache=False)
+
+
+def test_a_preallocated_cache_keeps_its_shapes_and_rows(model: YuanForCausalLM) -> None:
+    # One cache class: after `preallocate` a step writes in place at a device-side slot.
+    cache = YuanCache(len(model.model.layers))
+    with torch.no_grad():
+        model.model(torch.tensor([[5, 6, 7], [8, 9, 10]]), cache=cache)
+        cache.preallocate(4)
+        keys = cache.keys[0]
+        assert keys is not None and keys.shape[2] == 3 + 4 and cache.length == 7
+        model.model(torch.tensor([[11], [12]]), cache=cache)
+        cache.step_done()
+    assert cache.keys[0] is keys and cache.slot is not None and int(cache.slot) == 4  # same buffer, next slot
+    assert cache.key_valid is not None and cache.key_valid[:, :4].all() and not cache.key_valid[:, 4:].any()
+    with pytest.raises(RuntimeError, match="keeps its rows"):
+        cache.select(torch.tensor([0]))

@@ -5,6 +5,7 @@ DATABASE_URL (test_foundation.py, test_demo.py).
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -103,3 +104,28 @@ def make_case(contributor: User) -> Callable[..., FeedbackCase]:
         return case_create(author=author or contributor, data=data)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random yuan2_tiny checkpoint in the HF layout, made once a session by the trainer's own `init`.
+
+    The subprocess takes about 2.5 s (it imports torch), which the training tests used to
+    spend in the setup of every test. Nothing may write into this folder: a test that
+    wants the checkpoint at a path of its own copies it with `install_tiny_base`.
+    """
+    out = tmp_path_factory.mktemp("tiny-base") / "yuan2-tiny-demo"
+    subprocess.run([sys.executable, "-m", "trainer", "init", "--preset", "yuan2_tiny", "--out", str(out)],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def install_tiny_base(tiny_base: Path) -> Callable[[Path], Path]:
+    """Copy the session's tiny checkpoint to a folder (a test's DEMO_BASE_CHECKPOINT) that is the test's own."""
+
+    def install(out: Path) -> Path:
+        shutil.copytree(tiny_base, out)
+        return out
+
+    return install

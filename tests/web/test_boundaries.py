@@ -1,5 +1,6 @@
-"""The absences docs/ARCHITECTURE.md promises: the trainer imports no Django side, the platform no torch,
-and each platform app imports only the apps before it in the flow."""
+"""The absences docs/ARCHITECTURE.md promises: the trainer imports no Django side, the platform no torch
+(of the trainer, only `trainer.contract`, the run folder's names), and each platform app imports only the
+apps before it in the flow."""
 
 import ast
 from pathlib import Path
@@ -9,18 +10,23 @@ from .conftest import PLATFORM_DIR, REPO_ROOT, run_manage
 APPS = sorted(path.name for path in PLATFORM_DIR.iterdir() if (path / "apps.py").exists())
 
 
-def _imported_top_names(folder: Path) -> dict[str, set[str]]:
-    """Top-level module names each file under `folder` imports (absolute imports only)."""
+def _imported(folder: Path) -> dict[str, set[str]]:
+    """What each file under `folder` imports, by full name (absolute imports only; `from a import b` is a.b)."""
     found = {}
     for path in folder.rglob("*.py"):
         names = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
+                names |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
+                names |= {f"{node.module}.{alias.name}" for alias in node.names}
         found[str(path.relative_to(REPO_ROOT))] = names
     return found
+
+
+def _imported_top_names(folder: Path) -> dict[str, set[str]]:
+    """Top-level module names each file under `folder` imports."""
+    return {path: {name.split(".")[0] for name in names} for path, names in _imported(folder).items()}
 
 
 def test_trainer_imports_nothing_of_django_celery_or_the_platform() -> None:
@@ -29,8 +35,23 @@ def test_trainer_imports_nothing_of_django_celery_or_the_platform() -> None:
     assert not {path: names for path, names in offenders.items() if names}
 
 
+#: The one trainer module the platform and the worker may import: names and exit codes, standard library only.
+TRAINER_CONTRACT = "trainer.contract"
+
+
+def test_platform_and_worker_import_only_the_trainers_contract() -> None:
+    used = {path: {name for name in names if name.split(".")[0] == "trainer"}
+            for folder in (*(PLATFORM_DIR / app for app in APPS), REPO_ROOT / "worker")
+            for path, names in _imported(folder).items()}
+    # `from trainer.contract import X` is trainer.contract.X: fine too.
+    outside = {path: {name for name in names if not f"{name}.".startswith(f"{TRAINER_CONTRACT}.")}
+               for path, names in used.items()}
+    assert {path: names for path, names in outside.items() if names} == {}
+    assert any(used.values()), "a stale promise: nothing imports trainer.contract"
+
+
 def test_platform_and_worker_load_without_torch(tmp_path: Path) -> None:
-    # At run time, not only in the source: importing `trainer` would pull torch in too.
+    # At run time, not only in the source: importing the rest of `trainer` would pull torch in too.
     modules = [
         str(path.relative_to(root).with_suffix("")).replace("/", ".").removesuffix(".__init__")
         for root, folders in ((PLATFORM_DIR, APPS), (REPO_ROOT, ["worker"]))
@@ -39,11 +60,11 @@ def test_platform_and_worker_load_without_torch(tmp_path: Path) -> None:
     ]
     code = (
         f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer'}))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trainer')))"
     )
     result = run_manage("shell", "--no-imports", "-c", code, env={"COTRAIN_VAR_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert len(modules) > 40 and result.stdout.strip() == "[]", result.stdout
+    assert len(modules) > 40 and result.stdout.strip() == str(["trainer", TRAINER_CONTRACT]), result.stdout
 
 
 # The flow, written down once: intake -> curation -> training -> releases, with ghsync

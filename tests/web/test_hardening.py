@@ -21,7 +21,6 @@ from releases.services import release_publish
 from training.models import TrainingRun
 
 from .loop_factories import accepted_cases, built_version, finished_run, write_export
-from .training_support import make_tiny_base
 
 pytestmark = pytest.mark.django_db
 
@@ -48,11 +47,6 @@ def _nothing_written() -> bool:
 def artifacts(settings, tmp_path: Path) -> Path:
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     return settings.ARTIFACT_ROOT
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_base(tmp_path_factory.mktemp("base") / "yuan2-tiny-demo")
 
 
 @pytest.fixture

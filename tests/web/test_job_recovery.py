@@ -20,6 +20,7 @@ import yaml
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
+from trainer import contract
 
 from accounts.models import User
 from cotrain_site import celery_app
@@ -44,7 +45,7 @@ from worker import launcher
 
 from .conftest import REPO_ROOT
 from .loop_factories import accepted_cases, approved_batch, built_version, finished_run, write_export
-from .training_support import TINY_RECIPE, make_tiny_base
+from .training_support import TINY_RECIPE
 
 BUILD, TRAIN, EVALUATE, PUBLISH = ("curation.tasks.build_dataset_version", "training.tasks.train_run",
                                    "training.tasks.evaluate_run", "releases.tasks.publish_release")
@@ -213,9 +214,8 @@ def test_only_maintainers_retry_builds(contributor: User, maintainer: User, clie
 
 
 @pytest.fixture
-def version(contributor: User, maintainer: User, settings) -> DatasetVersion:
-    settings.DEMO_BASE_CHECKPOINT = settings.ARTIFACT_ROOT / "models" / "demo"
-    make_tiny_base(settings.DEMO_BASE_CHECKPOINT)
+def version(contributor: User, maintainer: User, settings, install_tiny_base: Callable[[Path], Path]) -> DatasetVersion:
+    settings.DEMO_BASE_CHECKPOINT = install_tiny_base(settings.ARTIFACT_ROOT / "models" / "demo")
     return built_version(author=contributor, maintainer=maintainer)
 
 
@@ -372,7 +372,7 @@ def test_a_waiting_launch_stops_when_its_caller_loses_the_claim(tmp_path: Path) 
             launcher.launch(["true"], run_dir=run_dir, poll_seconds=0.1, lock_wait_seconds=30, on_progress=heartbeat)
     finally:
         os.close(held)
-    assert not (run_dir / launcher.LOG_NAME).exists()  # no trainer was started
+    assert not (run_dir / contract.TRAINER_LOG).exists()  # no trainer was started
 
 
 # -- configuration -------------------------------------------------------------------
@@ -385,3 +385,33 @@ def test_the_sweepers_are_on_the_beat_schedule_and_redis_persists_its_queue(sett
     redis = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]["redis"]
     assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+# -- the one job mechanism -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_every_job_kind_names_a_registered_task_real_fields_and_a_swept_beat() -> None:
+    """Each app's `Job` is data the mechanism reads by name: a typo in a field, a task or a timeout would only
+    show when a worker died in production. The sweeper of each kind must be on the beat schedule."""
+    from django.conf import settings
+
+    from cotrain_site.jobs import Job
+    from curation.services import BUILD_JOB
+    from ghsync.services.webhooks import DELIVERY_JOB
+    from releases.services import PUBLISH_JOB
+    from training.services import EVALUATION_JOB, RUN_JOB
+
+    celery_app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    sweepers = {RUN_JOB: "training.tasks.sweep_stale", EVALUATION_JOB: "training.tasks.sweep_stale",
+                BUILD_JOB: "curation.tasks.sweep_dataset_builds", PUBLISH_JOB: "releases.tasks.sweep_stale_publishing",
+                DELIVERY_JOB: "ghsync.tasks.sweep_stale"}
+    for job, sweeper in sweepers.items():
+        assert isinstance(job, Job)
+        assert job.task in celery_app.tasks and sweeper in celery_app.tasks and sweeper in scheduled, job.task
+        names = {field.name for field in job.model._meta.get_fields()}
+        assert {job.attempt_field, job.beat_field, job.sent_field} <= names, job.task
+        assert job.timeout().total_seconds() > 0
+        # The conditions are valid queries on the model.
+        list(job.model.objects.filter(job.claimable() | job.lost()).values_list("pk", flat=True))

@@ -1,6 +1,7 @@
 """training.services: starting, cancelling, claiming and recording runs; evaluation verdicts and overrides."""
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,12 +13,14 @@ from trainer.config import ConfigError
 from trainer.runconfig import RunConfig
 
 from accounts.models import User
+from cotrain_site.jobs import job_ids_stale, job_sweep
 from curation.models import DatasetVersion
 from curation.selectors import dataset_version_abspath
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 from training.recipes import Recipe, recipe_from_json, run_config_build
-from training.selectors import run_dir_abspath, run_ids_stale
+from training.selectors import run_dir_abspath
 from training.services import (
+    RUN_JOB,
     ClaimLost,
     evaluation_claim,
     evaluation_override,
@@ -27,13 +30,13 @@ from training.services import (
     run_claim,
     run_execute,
     run_finish,
-    run_requeue_stale,
+    run_on_stale,
     run_start,
 )
 from training.services.runs import _RunWatcher
 
 from .loop_factories import built_version
-from .training_support import TINY_RECIPE, make_tiny_base
+from .training_support import TINY_RECIPE
 
 pytestmark = pytest.mark.django_db
 
@@ -50,8 +53,8 @@ def version(contributor: User, maintainer: User) -> DatasetVersion:
 
 
 @pytest.fixture
-def base(settings) -> str:
-    make_tiny_base(Path(settings.DEMO_BASE_CHECKPOINT))
+def base(settings, install_tiny_base: Callable[[Path], Path]) -> str:
+    install_tiny_base(Path(settings.DEMO_BASE_CHECKPOINT))
     return "demo"
 
 
@@ -167,17 +170,17 @@ def test_claim_is_guarded_and_a_dead_workers_run_is_taken_over(version: DatasetV
     first = run_claim(run_id=run.pk, worker="w1")
     assert first.status == RunStatus.RUNNING and first.attempt == 1 and first.worker_hostname == "w1"
     assert run_claim(run_id=run.pk, worker="w2") is None  # a duplicate message while w1 is alive
-    assert run_ids_stale() == [] and not run_requeue_stale(run_id=run.pk)
+    assert job_ids_stale(RUN_JOB) == [] and job_sweep(RUN_JOB, on_stale=run_on_stale) == ([], 0)
     # w1 goes silent past the timeout: the sweeper queues the run again, the next claim is attempt 2.
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert run_ids_stale() == [run.pk]
-    assert run_requeue_stale(run_id=run.pk)
+    assert job_ids_stale(RUN_JOB) == [run.pk]
+    assert job_sweep(RUN_JOB, on_stale=run_on_stale) == ([True], 0)
     assert TrainingRun.objects.get(pk=run.pk).status == RunStatus.QUEUED
     second = run_claim(run_id=run.pk, worker="w2")
     assert second.attempt == 2 and second.worker_hostname == "w2"
     # w1 comes back: its writes are fenced off, and it must stop its trainer.
     with pytest.raises(ClaimLost):
-        _RunWatcher(run=first, run_dir=run_dir_abspath(run=first)).flush()
+        _RunWatcher(run=first, run_dir=run_dir_abspath(run=first)).write(force=True)
     with pytest.raises(ClaimLost):
         run_finish(run=first, status=RunStatus.SUCCEEDED, result={})
 

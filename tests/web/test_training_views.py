@@ -1,6 +1,7 @@
 """The run pages: list and start form, run page (progress, curve, log, evaluation), cancel and override."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,15 @@ from training.selectors import run_dir_abspath
 from training.services import evaluation_claim, evaluation_record, run_claim, run_finish, run_start
 
 from .loop_factories import built_version
-from .training_support import TINY_RECIPE, make_tiny_base
+from .training_support import TINY_RECIPE
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _artifacts(settings, tmp_path: Path) -> None:
+def _artifacts(settings, tmp_path: Path, install_tiny_base: Callable[[Path], Path]) -> None:
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.DEMO_BASE_CHECKPOINT = tmp_path / "artifacts" / "models" / "yuan2-tiny-demo"
-    make_tiny_base(settings.DEMO_BASE_CHECKPOINT)
+    settings.DEMO_BASE_CHECKPOINT = install_tiny_base(tmp_path / "artifacts" / "models" / "yuan2-tiny-demo")
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from accounts.models import User
 from curation.models import BatchStatus, DatasetBatch, DatasetVersion, DatasetVersionStatus
 from curation.services import batch_transition, dataset_version_transition
+from intake.models import CaseStatus, FeedbackCase
+from intake.services import case_transition
 from releases.models import Release, ReleaseStatus
 from releases.services import release_transition
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
@@ -28,6 +30,13 @@ def test_refused_moves_name_the_row_and_leave_its_status(contributor: User, main
     with pytest.raises(ValidationError, match=f"Batch {batch.name} is approved; it cannot become draft"):
         batch_transition(batch=batch, to_status=BatchStatus.DRAFT, actor=maintainer)
     assert DatasetBatch.objects.get(pk=batch.pk).status == BatchStatus.APPROVED
+
+    # A case in an approved batch stays in it: approval is final, nothing takes it back to accepted.
+    case = FeedbackCase.objects.filter(status=CaseStatus.IN_BATCH).first()
+    assert case is not None
+    with pytest.raises(ValidationError, match="cannot"):
+        case_transition(case=case, to_status=CaseStatus.ACCEPTED, actor=None)
+    assert FeedbackCase.objects.get(pk=case.pk).status == CaseStatus.IN_BATCH
 
     version = DatasetVersion.objects.get(batch=batch)
     with pytest.raises(ValidationError, match=f"Dataset version {version.pk} is pending; it cannot become ready"):

@@ -9,28 +9,30 @@ import time
 from pathlib import Path
 
 import pytest
+from trainer import contract
 
 from worker import launcher
 
 # A stand-in trainer honouring the run folder contract: metrics every step, result.json
 # at the end, SIGTERM finishes the step in hand and exits 3.
-FAKE_TRAINER = textwrap.dedent("""
+FAKE_TRAINER = textwrap.dedent(f"""
     import json, os, signal, sys, time
+    RESULT, METRICS = {contract.RESULT!r}, {contract.METRICS!r}
     run = sys.argv[1]; steps = int(sys.argv[2]); delay = float(sys.argv[3])
-    stop = {"flag": False}
+    stop = {{"flag": False}}
     signal.signal(signal.SIGTERM, lambda *a: stop.update(flag=True))
     def result(status):
-        with open(os.path.join(run, "result.json.tmp"), "w") as fh:
-            json.dump({"status": status, "steps": steps}, fh)
-        os.replace(os.path.join(run, "result.json.tmp"), os.path.join(run, "result.json"))
+        with open(os.path.join(run, RESULT + ".tmp"), "w") as fh:
+            json.dump({{"status": status, "steps": steps}}, fh)
+        os.replace(os.path.join(run, RESULT + ".tmp"), os.path.join(run, RESULT))
     for step in range(1, steps + 1):
         if stop["flag"]:
-            result("cancelled"); print("cancelled at", step, file=sys.stderr); sys.exit(3)
+            result("cancelled"); print("cancelled at", step, file=sys.stderr); sys.exit({int(contract.Exit.CANCELLED)})
         time.sleep(delay)
-        with open(os.path.join(run, "metrics.jsonl"), "a") as fh:
-            fh.write(json.dumps({"kind": "train", "step": step, "loss": 5.0 - step / 10,
-                                 "eta_s": (steps - step) * delay, "total_steps": steps}) + "\\n")
-        print(f"step {step}", flush=True)
+        with open(os.path.join(run, METRICS), "a") as fh:
+            fh.write(json.dumps({{"kind": "train", "step": step, "loss": 5.0 - step / 10,
+                                  "eta_s": (steps - step) * delay, "total_steps": steps}}) + "\\n")
+        print(f"step {{step}}", flush=True)
     result("succeeded")
 """)
 
@@ -63,14 +65,14 @@ def test_launch_streams_metrics_and_returns_the_result(tmp_path: Path) -> None:
     assert outcome.exit_code == 0 and outcome.result == {"status": "succeeded", "steps": 4} and not outcome.cancelled
     assert [r["step"] for r in outcome.metrics] == [1, 2, 3, 4]
     assert [r["step"] for batch in batches for r in batch] == [1, 2, 3, 4]
-    assert "step 4" in launcher.log_tail(tmp_path / "run" / launcher.LOG_NAME)
+    assert "step 4" in launcher.log_tail(tmp_path / "run" / contract.TRAINER_LOG)
 
 
 def test_cancel_sends_sigterm_and_the_trainer_stops_after_its_step(tmp_path: Path) -> None:
     seen: list[dict] = []
     outcome = launcher.launch(_fake(tmp_path, steps=200, delay=0.05), run_dir=tmp_path / "run",
                               on_progress=seen.extend, should_cancel=lambda: len(seen) >= 3, poll_seconds=0.05)
-    assert outcome.exit_code == launcher.EXIT_CANCELLED and outcome.cancelled
+    assert outcome.exit_code == contract.Exit.CANCELLED and outcome.cancelled
     assert outcome.result == {"status": "cancelled", "steps": 200}
     assert 3 <= len(outcome.metrics) < 200
 
@@ -78,7 +80,7 @@ def test_cancel_sends_sigterm_and_the_trainer_stops_after_its_step(tmp_path: Pat
 def test_a_stale_result_is_not_read_as_this_launch(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "result.json").write_text(json.dumps({"status": "succeeded"}))
+    (run / contract.RESULT).write_text(json.dumps({"status": "succeeded"}))
     outcome = launcher.launch([sys.executable, "-c", "import sys; sys.exit(1)"], run_dir=run, poll_seconds=0.05)
     assert outcome.exit_code == 1 and outcome.result is None
 
@@ -91,7 +93,7 @@ def test_an_exception_in_the_caller_kills_the_trainer(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         launcher.launch(_fake(tmp_path, steps=200, delay=0.05), run_dir=tmp_path / "run", on_progress=boom,
                         poll_seconds=0.05)
-    pgid = json.loads((tmp_path / "run" / launcher.PID_NAME).read_text())["pgid"]
+    pgid = json.loads((tmp_path / "run" / contract.LAUNCHER_RECORD).read_text())["pgid"]
     with pytest.raises(ProcessLookupError):
         os.killpg(pgid, 0)
 
@@ -117,9 +119,9 @@ def test_trainer_dies_with_its_launcher(tmp_path: Path) -> None:
     import subprocess
 
     parent = subprocess.Popen([sys.executable, "-c", code])
-    pid_file = tmp_path / "run" / launcher.PID_NAME
+    pid_file = tmp_path / "run" / contract.LAUNCHER_RECORD
     deadline = time.time() + 20
-    while not (pid_file.exists() and (tmp_path / "run" / "metrics.jsonl").exists()) and time.time() < deadline:
+    while not (pid_file.exists() and (tmp_path / "run" / contract.METRICS).exists()) and time.time() < deadline:
         time.sleep(0.05)
     pgid = json.loads(pid_file.read_text())["pgid"]
     parent.send_signal(signal.SIGKILL)

@@ -75,7 +75,8 @@ class YuanConfig(PretrainedConfig):
         self.dropout = dropout
         # Token ids and tying go through the base class: transformers 4 sets them there
         # (and would overwrite values set before), transformers 5 keeps them as plain attributes.
-        super().__init__(
+        # transformers 5's typed __init__ lists only its dataclass fields; it takes these as extra keywords.
+        super().__init__(  # type: ignore[call-arg]
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,

@@ -50,7 +50,7 @@ from .yuan_lfa import IGNORE_INDEX, RMSNorm, YuanCache, YuanModel
 try:  # transformers 5: initialisers that leave weights read from the checkpoint alone
     from transformers import initialization as _init
 except ImportError:  # transformers 4
-    from torch.nn import init as _init
+    from torch.nn import init as _init  # type: ignore[no-redef]  # one of the two, by version
 
 _TRANSFORMERS_MAJOR = int(_transformers_version.split(".")[0])
 
@@ -116,9 +116,10 @@ class YuanForCausalLM(YuanPreTrainedModel, GenerationMixin):
     """Yuan 2.0 decoder plus output head, tied to the embedding when `tie_word_embeddings` is true."""
 
     # transformers 5 maps tied target -> source; transformers 4 lists the tied targets.
-    _tied_weights_keys = (
-        {"lm_head.weight": "model.embed_tokens.weight"} if _TRANSFORMERS_MAJOR >= 5 else ["lm_head.weight"]
-    )
+    if _TRANSFORMERS_MAJOR >= 5:
+        _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    else:  # the checked type is the installed (5.x) one
+        _tied_weights_keys = ["lm_head.weight"]  # type: ignore[assignment]
 
     def __init__(self, config: YuanConfig) -> None:
         super().__init__(config)

@@ -281,6 +281,8 @@ GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET")
 GITHUB_TIMEOUT = env_int("GITHUB_TIMEOUT", 30)
 # Longest single wait for a rate-limit reset (longer waits end the sync; the next one resumes).
 GITHUB_MAX_WAIT_SECONDS = env_int("GITHUB_MAX_WAIT_SECONDS", 900)
+# A webhook delivery claimed longer ago than this belongs to a worker that died: the sweeper queues it again.
+GITHUB_DELIVERY_TIMEOUT_SECONDS = env_int("GITHUB_DELIVERY_TIMEOUT", 600)
 
 # Every job waits in its row (a version `pending`, a run `queued`, an evaluation `pending`,
 # a release `publishing` not yet claimed); one that waited this long lost its message

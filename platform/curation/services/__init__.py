@@ -17,12 +17,13 @@ from curation.services.dataset_versions import (
     dataset_content_hash,
     dataset_split,
     dataset_version_build,
-    dataset_version_requeue,
+    dataset_version_on_stale,
     dataset_version_retry,
     dataset_version_verify,
 )
 from curation.services.transitions import (
     BATCH_TRANSITIONS,
+    BUILD_JOB,
     VERSION_TRANSITIONS,
     batch_transition,
     dataset_version_transition,
@@ -30,6 +31,7 @@ from curation.services.transitions import (
 
 __all__ = [
     "BATCH_TRANSITIONS",
+    "BUILD_JOB",
     "VERSION_TRANSITIONS",
     "DatasetTampered",
     "batch_approve",
@@ -42,7 +44,7 @@ __all__ = [
     "dataset_content_hash",
     "dataset_split",
     "dataset_version_build",
-    "dataset_version_requeue",
+    "dataset_version_on_stale",
     "dataset_version_retry",
     "dataset_version_transition",
     "dataset_version_verify",

@@ -14,10 +14,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import User
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import job_send
 from curation.models import BatchCase, BatchStatus, DatasetBatch, DatasetVersion
 from curation.selectors import batch_latest_approved, case_queryset_batchable
-from curation.services.transitions import batch_transition
+from curation.services.transitions import BUILD_JOB, batch_transition
 from intake.models import CaseStatus, FeedbackCase
 from intake.services import case_transition
 
@@ -26,7 +26,6 @@ CHANGE_PERMISSION = "curation.change_datasetbatch"
 APPROVE_PERMISSION = "curation.approve_datasetbatch"
 # The name becomes the dataset's folder under ARTIFACT_ROOT/datasets/, so it is a slug.
 BATCH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-BUILD_TASK = "curation.tasks.build_dataset_version"
 # Both splits must have rows: the trainer refuses an empty split.
 MIN_CASES_TO_APPROVE = 2
 
@@ -190,5 +189,5 @@ def batch_approve(*, batch: DatasetBatch, by: User) -> DatasetBatch:
         case_transition(case=item.case, to_status=CaseStatus.IN_BATCH, actor=by, note=f"In batch {approved.name}.")
     version = DatasetVersion.objects.create(batch=approved)
     # A broker that is down costs a delay, not the approval: the version waits `pending` and the sweeper sends it.
-    enqueue_on_commit(BUILD_TASK, version.pk)
+    job_send(BUILD_JOB, version)
     return approved

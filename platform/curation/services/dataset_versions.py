@@ -23,14 +23,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.utils import timezone
 
 from accounts.models import User
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import ClaimLost, job_claim, job_lock, job_retry, job_send
 from curation.models import DatasetBatch, DatasetVersion, DatasetVersionStatus
 from curation.selectors import case_pk_for_row, dataset_rows_for_batch, dataset_version_abspath
-from curation.services.batches import APPROVE_PERMISSION, BUILD_TASK
-from curation.services.transitions import dataset_version_transition
+from curation.services.batches import APPROVE_PERMISSION
+from curation.services.transitions import BUILD_JOB, dataset_version_transition
 
 # Share of each scenario's cases held out for evaluation (at least one when it has two or more);
 # a case's example pairs are never split between train and eval.
@@ -205,39 +204,17 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
     return manifest
 
 
-class _BuildTakenOver(Exception):
-    """A newer attempt claimed the version (or it left `building`): this build stops and records nothing."""
-
-
-def _build_is_stale(version: DatasetVersion) -> bool:
-    limit = settings.DATASET_BUILD_TIMEOUT_SECONDS
-    return version.claimed_at is None or (timezone.now() - version.claimed_at).total_seconds() > limit
-
-
 @transaction.atomic
 def _claim(*, version_id: int) -> DatasetVersion | None:
     """Take the next build attempt, or None: ready, or a live build holds it (a duplicate message)."""
-    locked = DatasetVersion.objects.select_for_update().get(pk=version_id)
-    if locked.status == DatasetVersionStatus.READY:
-        return None
-    if locked.status == DatasetVersionStatus.BUILDING and not _build_is_stale(locked):
-        return None
-    # A stale `building` is a worker that died mid-build: start again from scratch.
-    return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.BUILDING)
-
-
-def _lock_attempt(*, version_id: int, attempt: int) -> DatasetVersion:
-    """The version under its row lock, if this attempt still owns the build; else `_BuildTakenOver`."""
-    locked = DatasetVersion.objects.select_for_update().select_related("batch").get(pk=version_id)
-    if locked.status != DatasetVersionStatus.BUILDING or locked.attempt != attempt:
-        raise _BuildTakenOver(f"dataset version {version_id}: build attempt {attempt} was taken over")
-    return locked
+    return job_claim(BUILD_JOB, pk=version_id, claim=lambda version: dataset_version_transition(
+        version=version, to_status=DatasetVersionStatus.BUILDING))
 
 
 @transaction.atomic
 def _install(*, version_id: int, attempt: int, built: Path, manifest: dict[str, Any]) -> DatasetVersion:
     """Move the built folder into place and record it, under the row lock, if this attempt still owns the build."""
-    locked = _lock_attempt(version_id=version_id, attempt=attempt)
+    locked = job_lock(BUILD_JOB, pk=version_id, attempt=attempt)
     relative = f"datasets/{locked.batch.name}"
     final = Path(settings.ARTIFACT_ROOT) / relative
     if final.exists():
@@ -252,7 +229,7 @@ def _install(*, version_id: int, attempt: int, built: Path, manifest: dict[str, 
 
 @transaction.atomic
 def _fail(*, version_id: int, attempt: int, error: str) -> DatasetVersion:
-    locked = _lock_attempt(version_id=version_id, attempt=attempt)
+    locked = job_lock(BUILD_JOB, pk=version_id, attempt=attempt)
     return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.FAILED, error=error[:2000])
 
 
@@ -285,32 +262,23 @@ def dataset_version_build(*, version_id: int) -> DatasetVersion:
         splits = dataset_split(rows=dataset_rows_for_batch(batch=batch))
         manifest = _write_dataset(folder=building, batch=batch, splits=splits)
         return _install(version_id=version_id, attempt=attempt, built=building, manifest=manifest)
-    except _BuildTakenOver:
+    except ClaimLost:
         return DatasetVersion.objects.get(pk=version_id)
     except Exception as exc:
         try:
             _fail(version_id=version_id, attempt=attempt, error=f"{exc!r}")
-        except _BuildTakenOver:
+        except ClaimLost:
             return DatasetVersion.objects.get(pk=version_id)  # a newer attempt owns it: its outcome counts
         raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
 
 
-def dataset_version_requeue(*, version_id: int) -> bool:
-    """The sweeper's move: enqueue again a version whose message was lost or whose build died (True)."""
-    with transaction.atomic():
-        locked = DatasetVersion.objects.select_for_update().get(pk=version_id)
-        waited = (timezone.now() - locked.enqueued_at).total_seconds()
-        if locked.status == DatasetVersionStatus.PENDING and waited > settings.JOB_REQUEUE_SECONDS:
-            locked.enqueued_at = timezone.now()
-            locked.save(update_fields=["enqueued_at"])
-        elif locked.status == DatasetVersionStatus.BUILDING and _build_is_stale(locked):
-            dataset_version_transition(version=locked, to_status=DatasetVersionStatus.PENDING,
-                                       error=f"Build attempt {locked.attempt} stopped without finishing; built again.")
-        else:
-            return False
-        enqueue_on_commit(BUILD_TASK, version_id)
+def dataset_version_on_stale(version: DatasetVersion) -> bool:
+    """The sweeper's move for a build whose worker died: pending again, and sent."""
+    job_send(BUILD_JOB, dataset_version_transition(
+        version=version, to_status=DatasetVersionStatus.PENDING,
+        error=f"Build attempt {version.attempt} stopped without finishing; built again."))
     return True
 
 
@@ -318,15 +286,10 @@ def dataset_version_retry(*, version: DatasetVersion, by: User | None) -> Datase
     """A maintainer's retry of a failed build (a permission error that outlasted the task's retries, ...)."""
     if by is None or not by.is_active or not by.has_perm(APPROVE_PERMISSION):
         raise PermissionDenied("Only maintainers can retry dataset builds.")
-    with transaction.atomic():
-        locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
-        if locked.status != DatasetVersionStatus.FAILED:
-            raise ValidationError(f"Dataset version {locked.pk} is {locked.status}; only a failed build can be "
-                                  "retried.", code="not_failed")
-        retried = dataset_version_transition(version=locked, to_status=DatasetVersionStatus.PENDING,
-                                             error=f"Retried by {by.username}; last error: {locked.error}"[:2000])
-        enqueue_on_commit(BUILD_TASK, retried.pk)
-    return retried
+    return job_retry(BUILD_JOB, version, failed=DatasetVersionStatus.FAILED, label=f"Dataset version {version.pk}",
+                     noun="build", requeue=lambda locked, last_error: dataset_version_transition(
+                         version=locked, to_status=DatasetVersionStatus.PENDING,
+                         error=f"Retried by {by.username}; last error: {last_error}"[:2000]))
 
 
 def dataset_version_verify(*, version: DatasetVersion) -> None:
@@ -360,7 +323,7 @@ def dataset_version_verify(*, version: DatasetVersion) -> None:
 
 
 def _content_problems(*, folder: Path, content_hash: str) -> list[str]:
-    import datasets
+    import datasets  # slow to import; only workers verifying a dataset need it (see _write_dataset)
 
     try:
         loaded = datasets.load_from_disk(str(folder))

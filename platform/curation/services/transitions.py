@@ -1,12 +1,20 @@
 """The one writer of `DatasetBatch.status` and `DatasetVersion.status`: check the move, lock, save."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from cotrain_site.jobs import Job
 from cotrain_site.transitions import lock_for_transition
 from curation.models import BatchStatus, DatasetBatch, DatasetVersion, DatasetVersionStatus
 
+V = DatasetVersionStatus
+# A build beats once, when claimed; a message may take over one silent past the timeout (it starts from scratch),
+# and one that failed: the task's autoretry after a transient error (a full disk) builds it again.
+BUILD_JOB = Job(DatasetVersion, "curation.tasks.build_dataset_version", waiting=Q(status=V.PENDING),
+                working=Q(status=V.BUILDING), timeout_setting="DATASET_BUILD_TIMEOUT_SECONDS", beat_field="claimed_at",
+                claim_stale=True, also_claimable=Q(status=V.FAILED))
 BATCH_TRANSITIONS = {
     (BatchStatus.DRAFT, BatchStatus.APPROVED),
     (BatchStatus.DRAFT, BatchStatus.DISCARDED),
@@ -49,10 +57,6 @@ def dataset_version_transition(*, version: DatasetVersion, to_status: str, error
         locked.attempt += 1
         locked.claimed_at = timezone.now()
         fields += ["attempt", "claimed_at"]
-    if to_status == DatasetVersionStatus.PENDING:
-        # The caller enqueues the build; the sweeper waits JOB_REQUEUE_SECONDS from here before sending another.
-        locked.enqueued_at = timezone.now()
-        fields.append("enqueued_at")
     if to_status == DatasetVersionStatus.READY:
         locked.built_at = timezone.now()
         fields.append("built_at")

@@ -37,6 +37,7 @@ from ghsync.models import CommentKind, CommentStatus, GithubItem, GithubSource, 
 from ghsync.sanitize import github_url
 from ghsync.services.sources import source_client, source_web_host
 from intake.models import CaseSource, CaseStatus, FeedbackCase
+from releases.models import Release, ReleaseStatus
 
 log = logging.getLogger(__name__)
 POST_LEASE = timedelta(minutes=5)
@@ -265,7 +266,7 @@ class PlannedReport:
     enabled: bool
 
 
-def _release_url(release: Any) -> str:
+def _release_url(release: Release) -> str:
     try:
         path = reverse("releases:detail", kwargs={"tag": release.tag})
     except NoReverseMatch:
@@ -273,7 +274,7 @@ def _release_url(release: Any) -> str:
     return f"{settings.SITE_URL}{path}"
 
 
-def _per_case(release: Any) -> dict[str, dict[str, Any]]:
+def _per_case(release: Release) -> dict[str, dict[str, Any]]:
     """Evaluation rows of cases by row id (`trainer/evaluate.py` compare rows, ids `case-<pk>`, `case-<pk>-ex<n>`)."""
     evaluation = getattr(release.run, "evaluation", None) if release.run_id else None
     rows: dict[str, dict[str, Any]] = {}
@@ -317,7 +318,7 @@ def _case_lines(case: FeedbackCase, rows: dict[str, dict[str, Any]]) -> list[str
 
 
 def _report_body(
-    *, release: Any, cases: list[FeedbackCase], rows: dict[str, dict[str, Any]], mention: str
+    *, release: Release, cases: list[FeedbackCase], rows: dict[str, dict[str, Any]], mention: str
 ) -> str:
     head = (
         f"{mention}您提交的共训需求已包含在新版本 **{release.tag}** 中：{_release_url(release)}\n\n"
@@ -332,14 +333,14 @@ def _report_body(
     return "\n\n".join(parts)
 
 
-def release_github_cases(*, release: Any) -> list[tuple[FeedbackCase, GithubItem]]:
+def release_github_cases(*, release: Release) -> list[tuple[FeedbackCase, GithubItem]]:
     batch = release.run.dataset_version.batch
     cases = batch.cases.filter(source=CaseSource.GITHUB).order_by("pk")
     items = {item.case_id: item for item in GithubItem.objects.filter(case__in=cases).select_related("source")}
     return [(case, items[case.pk]) for case in cases if case.pk in items]
 
 
-def release_report_plan(*, release: Any) -> list[PlannedReport]:
+def release_report_plan(*, release: Release) -> list[PlannedReport]:
     """One comment per originating issue; on a tracking issue, one reply per requester mentioning them."""
     rows = _per_case(release)
     groups: dict[tuple[int, int, str], list[tuple[FeedbackCase, GithubItem]]] = {}
@@ -358,15 +359,13 @@ def release_report_plan(*, release: Any) -> list[PlannedReport]:
     return plans
 
 
-def report_release(*, release: Any, dry_run: bool = False) -> list[PlannedReport] | list[OutgoingComment]:
+def report_release(*, release: Release, dry_run: bool = False) -> list[PlannedReport] | list[OutgoingComment]:
     """Tell the requesters whose GitHub cases a published release includes (call after publishing).
 
     dry_run: return what would be posted (for every source, enabled or not) and write nothing.
     Otherwise record one intent per originating issue (sources with `report_back` only) and
     enqueue their posting; calling it again finds the same intents and posts nothing twice.
     """
-    from releases.models import ReleaseStatus
-
     plans = release_report_plan(release=release)
     if dry_run:
         return plans

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import Job, job_claim, job_resend_lost, job_send, job_sweep
 from cotrain_site.transitions import lock_for_transition
 from ghsync.models import DELIVERY_ID_MAX, DeliveryStatus, GithubSource, ItemKind, WebhookDelivery
 from ghsync.services.items import (
@@ -53,23 +53,24 @@ HANDLED = {
     "issues": {"opened", "edited", "deleted", "labeled", "reopened"},
     "issue_comment": {"created", "edited", "deleted"},
 }
-PROCESS_TASK = "ghsync.tasks.process_delivery"
 # Errors worth another attempt: the database was unreachable, restarted, or chose this
 # transaction as a deadlock victim. Anything else would fail the same way again.
 TRANSIENT = (OperationalError, InterfaceError)
 MAX_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 30  # 30 s, 1, 2, 4 min between the attempts
-# One delivery is one item: a claim this old belongs to a worker that died.
-PROCESSING_TIMEOUT = timedelta(minutes=10)
 # Printable ASCII, as GitHub's UUIDs (and any sane proxy's ids) are.
 DELIVERY_ID_CHARS = re.compile(r"[!-~]+")
 S = DeliveryStatus
+# One delivery is one item, claimed once and never beating: a claim older than the timeout belongs to a dead worker.
+# A retry after a transient error waits `received` with `queued_at` in the future, so the sweeper leaves it be.
+DELIVERY_JOB = Job(WebhookDelivery, "ghsync.tasks.process_delivery", waiting=Q(status=S.RECEIVED),
+                   working=Q(status=S.PROCESSING), timeout_setting="GITHUB_DELIVERY_TIMEOUT_SECONDS",
+                   attempt_field="attempts", beat_field="claimed_at", sent_field="queued_at")
 MOVES = {
     (S.RECEIVED, S.PROCESSING),  # the claim
     (S.PROCESSING, S.PROCESSED),
     (S.PROCESSING, S.FAILED),
     (S.PROCESSING, S.RECEIVED),  # a retry after a transient error, or a dead worker's claim taken back
-    (S.RECEIVED, S.RECEIVED),  # its message is sent again
     (S.FAILED, S.RECEIVED),  # redelivered, or "process again"
 }
 
@@ -111,17 +112,20 @@ def webhook_receive(*, delivery_id: str, event: str, payload: dict[str, Any]) ->
             },
         )
         if created:
-            enqueue_on_commit(PROCESS_TASK, delivery.pk)
+            job_send(DELIVERY_JOB, delivery)
             return delivery, True
         return delivery, _redelivered(delivery_id=delivery.pk)
 
 
 def _redelivered(*, delivery_id: int) -> bool:
+    """GitHub's "Redeliver": a failed delivery is processed again, a stuck one sent again; True when queued."""
     locked = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
     if locked.status == S.FAILED:
         delivery_reprocess(delivery_id=delivery_id, why="redelivered by GitHub")
         return True
-    return delivery_requeue_stale(delivery_id=delivery_id) != ""
+    if WebhookDelivery.objects.filter(DELIVERY_JOB.working & DELIVERY_JOB.stale(), pk=delivery_id).exists():
+        return delivery_on_stale(locked) == "requeued"
+    return job_resend_lost(DELIVERY_JOB, pk=delivery_id)
 
 
 def _move(*, delivery_id: int, to_status: str, **fields: Any) -> WebhookDelivery:
@@ -136,15 +140,10 @@ def _move(*, delivery_id: int, to_status: str, **fields: Any) -> WebhookDelivery
     return locked
 
 
-@transaction.atomic
 def delivery_claim(*, delivery_id: int) -> WebhookDelivery | None:
     """RECEIVED -> PROCESSING, once: a second worker (or a duplicate message) gets None."""
-    locked = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
-    if locked is None or locked.status != S.RECEIVED:
-        return None
-    return _move(
-        delivery_id=delivery_id, to_status=S.PROCESSING, attempts=locked.attempts + 1, claimed_at=timezone.now()
-    )
+    return job_claim(DELIVERY_JOB, pk=delivery_id, claim=lambda delivery: _move(
+        delivery_id=delivery.pk, to_status=S.PROCESSING, attempts=delivery.attempts + 1, claimed_at=timezone.now()))
 
 
 def delivery_finish(*, delivery: WebhookDelivery, result: str) -> None:
@@ -193,47 +192,25 @@ def delivery_reprocess(*, delivery_id: int, why: str = "processed again") -> Web
         processed_at=None,
         error=f"{why}; it had failed: {locked.error}"[:5000],
     )
-    enqueue_on_commit(PROCESS_TASK, delivery_id)
+    job_send(DELIVERY_JOB, delivery)
     return delivery
 
 
-def _stale(delivery: WebhookDelivery) -> bool:
-    now = timezone.now()
-    if delivery.status == S.RECEIVED:
-        return delivery.queued_at < now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
-    return delivery.status == S.PROCESSING and (delivery.claimed_at or delivery.received_at) < now - PROCESSING_TIMEOUT
-
-
-@transaction.atomic
-def delivery_requeue_stale(*, delivery_id: int) -> str:
-    """The sweeper's move: "requeued" (its message was lost, or its worker died), "failed" (out of attempts), or ""."""
-    locked = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
-    if not _stale(locked):
-        return ""
-    if locked.status == S.PROCESSING and locked.attempts >= MAX_ATTEMPTS:
-        delivery_fail(
-            delivery_id=delivery_id, error=f"the worker stopped while processing it ({locked.attempts} attempts)"
-        )
+def delivery_on_stale(delivery: WebhookDelivery) -> str:
+    """The sweeper's move for a delivery whose worker died: "requeued", or "failed" when out of attempts."""
+    if delivery.attempts >= MAX_ATTEMPTS:
+        delivery_fail(delivery_id=delivery.pk,
+                      error=f"the worker stopped while processing it ({delivery.attempts} attempts)")
         return "failed"
-    error = locked.error
-    if locked.status == S.PROCESSING:
-        error = f"attempt {locked.attempts} stopped without finishing (its worker was lost)"
-    _move(delivery_id=delivery_id, to_status=S.RECEIVED, queued_at=timezone.now(), error=error)
-    enqueue_on_commit(PROCESS_TASK, delivery_id)
+    error = f"attempt {delivery.attempts} stopped without finishing (its worker was lost)"
+    job_send(DELIVERY_JOB, _move(delivery_id=delivery.pk, to_status=S.RECEIVED, error=error))
     return "requeued"
 
 
 def deliveries_sweep() -> dict[str, int]:
     """Periodic: queue again the deliveries whose message is overdue or whose worker died."""
-    now = timezone.now()
-    overdue = WebhookDelivery.objects.filter(
-        status=S.RECEIVED, queued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
-    ).values_list("pk", flat=True)
-    dead = WebhookDelivery.objects.filter(status=S.PROCESSING, claimed_at__lt=now - PROCESSING_TIMEOUT).values_list(
-        "pk", flat=True
-    )
-    outcomes = [delivery_requeue_stale(delivery_id=pk) for pk in [*overdue, *dead]]
-    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed")}
+    outcomes, resent = job_sweep(DELIVERY_JOB, on_stale=delivery_on_stale)
+    return {"requeued": outcomes.count("requeued") + resent, "failed": outcomes.count("failed")}
 
 
 def _source_for(payload: dict[str, Any]) -> GithubSource | None:

@@ -15,16 +15,16 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, transaction
-from django.utils import timezone
+from django.db import transaction
+from trainer import contract
 
 from accounts.models import User
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import Heartbeat, db_retry, job_claim, job_lock, job_retry, job_send
 from curation import selectors as curation_selectors
-from training.models import Evaluation, EvaluationStatus, RunStatus
+from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 from training.selectors import base_checkpoint_abspath, run_dir_abspath
-from training.services.runs import EVALUATE_TASK, START_PERMISSION, ClaimLost, db_reconnect, db_retry
-from training.services.transitions import evaluation_transition
+from training.services.runs import START_PERMISSION
+from training.services.transitions import EVALUATION_JOB, evaluation_transition
 from worker import launcher
 
 OVERRIDE_PERMISSION = "training.override_evaluation"
@@ -35,43 +35,20 @@ CHRF_TIE = 1e-6
 
 def evaluation_claim(*, run_id: int) -> Evaluation | None:
     """Take the evaluation of a succeeded run (creating it if needed); None when there is nothing to do."""
-    with transaction.atomic():
-        evaluation = Evaluation.objects.select_for_update().filter(run_id=run_id).first()
-        if evaluation is None:
-            from training.models import TrainingRun
-
-            if not TrainingRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).exists():
-                return None
-            evaluation = Evaluation.objects.create(run_id=run_id)
-        if evaluation.status != EvaluationStatus.PENDING:
-            return None  # running elsewhere, or already decided; the sweeper requeues a stale one
-        return evaluation_transition(evaluation=evaluation, to_status=EvaluationStatus.RUNNING)
+    if TrainingRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).exists():
+        Evaluation.objects.get_or_create(run_id=run_id)
+    evaluation = Evaluation.objects.filter(run_id=run_id).only("pk").first()
+    if evaluation is None:
+        return None
+    # Running elsewhere, or already decided: nothing to do (the sweeper queues a silent one again).
+    return job_claim(EVALUATION_JOB, pk=evaluation.pk,
+                     claim=lambda row: evaluation_transition(evaluation=row, to_status=EvaluationStatus.RUNNING))
 
 
-def evaluation_requeue_stale(*, evaluation_id: int) -> bool:
-    with transaction.atomic():
-        evaluation = Evaluation.objects.select_for_update().get(pk=evaluation_id)
-        limit = settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
-        if evaluation.status != EvaluationStatus.RUNNING or (
-            evaluation.heartbeat_at and (timezone.now() - evaluation.heartbeat_at).total_seconds() <= limit
-        ):
-            return False
-        evaluation_transition(evaluation=evaluation, to_status=EvaluationStatus.PENDING,
-                              error="Its worker stopped; queued again.")
-        enqueue_on_commit(EVALUATE_TASK, evaluation.run_id)
-    return True
-
-
-def evaluation_requeue_lost(*, evaluation_id: int) -> bool:
-    """The sweeper's move for an evaluation `pending` past JOB_REQUEUE_SECONDS: its message was lost (True)."""
-    with transaction.atomic():
-        evaluation = Evaluation.objects.select_for_update().get(pk=evaluation_id)
-        waited = (timezone.now() - evaluation.enqueued_at).total_seconds()
-        if evaluation.status != EvaluationStatus.PENDING or waited <= settings.JOB_REQUEUE_SECONDS:
-            return False
-        evaluation.enqueued_at = timezone.now()
-        evaluation.save(update_fields=["enqueued_at"])
-        enqueue_on_commit(EVALUATE_TASK, evaluation.run_id)
+def evaluation_on_stale(evaluation: Evaluation) -> bool:
+    """The sweeper's move for an evaluation whose worker went silent: queued again."""
+    job_send(EVALUATION_JOB, evaluation_transition(evaluation=evaluation, to_status=EvaluationStatus.PENDING,
+                                                   error="Its worker stopped; queued again."))
     return True
 
 
@@ -79,56 +56,41 @@ def evaluation_retry(*, evaluation: Evaluation, by: User | AnonymousUser | None)
     """A maintainer's retry of a failed evaluation (a scoring crash, a full disk): scored again from scratch."""
     if by is None or not by.has_perm(START_PERMISSION):
         raise PermissionDenied("Only maintainers can retry evaluations.")
-    with transaction.atomic():
-        locked = Evaluation.objects.select_for_update().get(pk=evaluation.pk)
-        if locked.status != EvaluationStatus.FAILED:
-            raise ValidationError(f"The evaluation is {locked.get_status_display()}; only a failed one can be "
-                                  "retried.", code="not_failed")
-        retried = evaluation_transition(evaluation=locked, to_status=EvaluationStatus.PENDING,
-                                        error=f"Retried by {by}; last error: {locked.error}"[:5000])
-        enqueue_on_commit(EVALUATE_TASK, retried.run_id)
-    return retried
+    return job_retry(EVALUATION_JOB, evaluation, failed=EvaluationStatus.FAILED, label="The evaluation",
+                     noun="one", requeue=lambda locked, last_error: evaluation_transition(
+                         evaluation=locked, to_status=EvaluationStatus.PENDING,
+                         error=f"Retried by {by}; last error: {last_error}"))
 
 
 def evaluation_execute(*, evaluation: Evaluation) -> Evaluation:
     """Score base and tuned on the cases and the general set, then record the verdict."""
     run = evaluation.run
     run_dir = run_dir_abspath(run=run)
-    general = Path(settings.GENERAL_EVAL_PATH)
+    # Each set's eval split is scored.
     sets = {
-        "cases": (curation_selectors.dataset_version_abspath(version=run.dataset_version), "eval"),
-        # A single JSONL file has one split, which the trainer calls "train".
-        "general": (general, "train" if general.is_file() else "eval"),
+        "cases": curation_selectors.dataset_version_abspath(version=run.dataset_version),
+        "general": Path(settings.GENERAL_EVAL_PATH),
     }
     comparisons: dict[str, dict[str, Any]] = {}
-    for name, (data, split) in sets.items():
-        out = run_dir / "eval" / name
+    beat = Heartbeat(EVALUATION_JOB, pk=evaluation.pk, attempt=evaluation.attempt)
+    for name, data in sets.items():
+        out = run_dir / contract.EVALUATIONS / name
         command = launcher.eval_command(base=base_checkpoint_abspath(base_checkpoint=run.base_checkpoint),
-                                        model=run_dir / "export" / "merged", data=data, split=split, out=out,
-                                        max_new_tokens=settings.EVAL_MAX_NEW_TOKENS, seq_len=settings.EVAL_SEQ_LEN)
-        outcome = launcher.launch(command, run_dir=out, on_progress=lambda _: _heartbeat(evaluation),
+                                        model=run_dir / contract.EXPORT / contract.EXPORT_MERGED, data=data,
+                                        split="eval", out=out, max_new_tokens=settings.EVAL_MAX_NEW_TOKENS,
+                                        seq_len=settings.EVAL_SEQ_LEN)
+        outcome = launcher.launch(command, run_dir=out, on_progress=lambda _: beat(),
                                   cwd=settings.REPO_ROOT, poll_seconds=2.0,
                                   lock_wait_seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
         try:
-            comparisons[name] = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+            comparisons[name] = json.loads((out / contract.COMPARISON).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            tail = launcher.log_tail(out / launcher.LOG_NAME, max_bytes=1500)
+            tail = launcher.log_tail(out / contract.TRAINER_LOG, max_bytes=1500)
             error = f"Scoring the {name} set failed (exit {outcome.exit_code}):\n{tail}"
             return db_retry(partial(evaluation_fail, evaluation=evaluation, error=error),
                             what=f"evaluation {evaluation.pk}")
     return db_retry(lambda: evaluation_record(evaluation=evaluation, cases=comparisons["cases"],
                                               general=comparisons["general"]), what=f"evaluation {evaluation.pk}")
-
-
-def _heartbeat(evaluation: Evaluation) -> None:
-    try:
-        updated = Evaluation.objects.filter(pk=evaluation.pk, attempt=evaluation.attempt,
-                                            status=EvaluationStatus.RUNNING).update(heartbeat_at=timezone.now())
-    except DatabaseError as exc:
-        db_reconnect(what=f"evaluation {evaluation.pk} heartbeat", exc=exc)
-        return
-    if not updated:
-        raise ClaimLost(f"evaluation {evaluation.pk}: attempt {evaluation.attempt} was taken over")
 
 
 def evaluation_verdict(*, cases: dict[str, Any], general: dict[str, Any]) -> tuple[bool, list[str]]:
@@ -171,9 +133,7 @@ def evaluation_record(*, evaluation: Evaluation, cases: dict[str, Any], general:
     passes, reasons = evaluation_verdict(cases=cases["summary"], general=general["summary"])
     counts = ("n", "improved", "regressed", "unchanged")
     with transaction.atomic():
-        locked = Evaluation.objects.select_for_update().get(pk=evaluation.pk)
-        if locked.attempt != evaluation.attempt or locked.status != EvaluationStatus.RUNNING:
-            raise ClaimLost(f"evaluation {evaluation.pk}: attempt {evaluation.attempt} was taken over")
+        locked = job_lock(EVALUATION_JOB, pk=evaluation.pk, attempt=evaluation.attempt)
         locked.base_metrics = {"cases": cases["summary"]["base"], "general": general["summary"]["base"]}
         locked.tuned_metrics = {
             "cases": cases["summary"]["tuned"], "general": general["summary"]["tuned"],
@@ -187,8 +147,11 @@ def evaluation_record(*, evaluation: Evaluation, cases: dict[str, Any], general:
                                      to_status=EvaluationStatus.PASSED if passes else EvaluationStatus.BLOCKED)
 
 
+@transaction.atomic
 def evaluation_fail(*, evaluation: Evaluation, error: str) -> Evaluation:
-    return evaluation_transition(evaluation=evaluation, to_status=EvaluationStatus.FAILED, error=error)
+    """Record this attempt's failure (fenced: an attempt that was taken over records nothing)."""
+    locked = job_lock(EVALUATION_JOB, pk=evaluation.pk, attempt=evaluation.attempt)
+    return evaluation_transition(evaluation=locked, to_status=EvaluationStatus.FAILED, error=error)
 
 
 def evaluation_override(*, evaluation: Evaluation, by: User | AnonymousUser | None, reason: str) -> Evaluation:

@@ -14,73 +14,35 @@ broken connection (the next query reconnects) and tries again at the next poll,
 so the trainer never stops for a blip shorter than the heartbeat timeout.
 """
 
-import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
+from trainer import contract
 
 from accounts.models import User
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import ClaimLost, Heartbeat, db_reconnect, db_retry, job_claim, job_lock, job_retry, job_send
 from curation import selectors as curation_selectors
 from curation import services as curation_services
 from curation.models import DatasetVersion, DatasetVersionStatus
 from training.models import Evaluation, RunStatus, TrainingRun
 from training.recipes import Recipe, recipe_from_json, recipe_validate, run_config_build
 from training.selectors import DEMO_BASE, base_checkpoint_abspath, run_active_for_version, run_dir_abspath
-from training.services.transitions import run_transition
+from training.services.transitions import EVALUATION_JOB, RUN_JOB, run_transition
 from worker import launcher
 
 START_PERMISSION = "training.add_trainingrun"
 CANCEL_PERMISSION = "training.change_trainingrun"
-TRAIN_TASK = "training.tasks.train_run"
-EVALUATE_TASK = "training.tasks.evaluate_run"
 LOG_TAIL_BYTES = 4000
-# What a database restart raises on a connection it broke (and while it is still down).
-DB_DOWN = (OperationalError, InterfaceError)
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class ClaimLost(Exception):
-    """Another attempt owns the run now; this worker must stop and record nothing."""
-
-
-def db_reconnect(*, what: str, exc: Exception) -> None:
-    """Drop a connection the database server broke, so that the next query opens a fresh one.
-
-    Django only closes broken connections between requests (or tasks); inside one
-    long task, every later query would fail on the dead socket.
-    """
-    log.warning("%s: the database is unreachable (%s); reconnecting at the next write", what, exc)
-    with contextlib.suppress(DatabaseError):
-        connection.close()
-
-
-def db_retry(write: Callable[[], T], *, what: str, seconds: float | None = None) -> T:
-    """`write()`, tried again (reconnecting) while the database is down, for up to the heartbeat timeout.
-
-    For the writes that end an attempt: giving up there would leave a finished
-    trainer's run `running` until the sweeper reran it.
-    """
-    deadline = time.monotonic() + (settings.RUN_HEARTBEAT_TIMEOUT_SECONDS if seconds is None else seconds)
-    while True:
-        try:
-            return write()
-        except DB_DOWN as exc:
-            if time.monotonic() >= deadline:
-                raise
-            db_reconnect(what=what, exc=exc)
-            time.sleep(1.0)
+__all__ = ["ClaimLost", "db_reconnect", "db_retry"]  # training.services exports them for its task and tests
 
 
 def _require(user: User | AnonymousUser | None, permission: str, action: str) -> None:
@@ -118,10 +80,10 @@ def run_start(*, version: DatasetVersion, base_checkpoint: str, recipe: Recipe |
                                              total_steps=recipe.max_steps, created_by=by)
             run.run_dir = f"runs/{run.pk}"
             run.save(update_fields=["run_dir"])
+            job_send(RUN_JOB, run)
     except IntegrityError:
         _refuse_if_active(version=version)
         raise
-    enqueue_on_commit(TRAIN_TASK, run.pk)
     return run
 
 
@@ -156,74 +118,40 @@ def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
     Safe to call twice for one message: a redelivered or duplicated task finds the
     run running with a fresh heartbeat and leaves it alone.
     """
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None:
-            return None
-        if run.status == RunStatus.RUNNING and not _heartbeat_stale(run.heartbeat_at):
-            return None
-        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-            return None
+    def claim(run: TrainingRun) -> TrainingRun:
         run = run_transition(run=run, to_status=RunStatus.RUNNING)
         run.worker_hostname = worker
         run.save(update_fields=["worker_hostname"])
         return run
 
-
-def _heartbeat_stale(at: Any) -> bool:
-    return at is None or (timezone.now() - at).total_seconds() > settings.RUN_HEARTBEAT_TIMEOUT_SECONDS
+    return job_claim(RUN_JOB, pk=run_id, claim=claim)
 
 
-def run_requeue_stale(*, run_id: int) -> bool:
+def run_on_stale(run: TrainingRun) -> bool:
     """The sweeper's move for a run whose worker went silent: queue it again (True) or close a stale cancel."""
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run_id)
-        if not _heartbeat_stale(run.heartbeat_at):
-            return False
-        if run.status == RunStatus.CANCELLING:
-            run_transition(run=run, to_status=RunStatus.CANCELLED, error="Cancelled; its worker had stopped.")
-            return False
-        if run.status != RunStatus.RUNNING:
-            return False
-        run_transition(run=run, to_status=RunStatus.QUEUED, error="Its worker stopped; queued to resume.")
-        enqueue_on_commit(TRAIN_TASK, run_id)
-    return True
-
-
-def run_requeue_lost(*, run_id: int) -> bool:
-    """The sweeper's move for a run `queued` past JOB_REQUEUE_SECONDS: its message was lost, send another (True).
-
-    A duplicate is harmless: the claim lets one message through.
-    """
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run_id)
-        waited = (timezone.now() - run.enqueued_at).total_seconds()
-        if run.status != RunStatus.QUEUED or waited <= settings.JOB_REQUEUE_SECONDS:
-            return False
-        run.enqueued_at = timezone.now()
-        run.save(update_fields=["enqueued_at"])
-        enqueue_on_commit(TRAIN_TASK, run_id)
+    if run.status == RunStatus.CANCELLING:
+        run_transition(run=run, to_status=RunStatus.CANCELLED, error="Cancelled; its worker had stopped.")
+        return False
+    queued = run_transition(run=run, to_status=RunStatus.QUEUED, error="Its worker stopped; queued to resume.")
+    job_send(RUN_JOB, queued)
     return True
 
 
 def run_retry(*, run: TrainingRun, by: User | None) -> TrainingRun:
     """A maintainer's retry of a failed run: queued again on its run folder, so it resumes its newest checkpoint."""
     _require(by, START_PERMISSION, "retry training runs")
+
+    def requeue(locked: TrainingRun, last_error: str) -> TrainingRun:
+        _refuse_if_active(version=locked.dataset_version)
+        return run_transition(run=locked, to_status=RunStatus.QUEUED,
+                              error=f"Retried by {by}; last error: {last_error}")
+
     try:
-        with transaction.atomic():
-            locked = TrainingRun.objects.select_for_update().select_related("dataset_version").get(pk=run.pk)
-            if locked.status != RunStatus.FAILED:
-                raise ValidationError(f"Run {locked.pk} is {locked.get_status_display()}; only a failed run can be "
-                                      "retried.", code="not_failed")
-            _refuse_if_active(version=locked.dataset_version)
-            retried = run_transition(run=locked, to_status=RunStatus.QUEUED,
-                                     error=f"Retried by {by}; last error: {locked.error}"[:5000])
-            enqueue_on_commit(TRAIN_TASK, retried.pk)
+        return job_retry(RUN_JOB, run, failed=RunStatus.FAILED, requeue=requeue, label=f"Run {run.pk}", noun="run")
     except IntegrityError:
         # Another run on the batch started between the check and the save.
         _refuse_if_active(version=run.dataset_version)
         raise
-    return retried
 
 
 def run_execute(*, run: TrainingRun) -> TrainingRun:
@@ -247,15 +175,16 @@ def run_execute(*, run: TrainingRun) -> TrainingRun:
     outcome = launcher.launch(command, run_dir=run_dir, on_progress=watcher.progress,
                               should_cancel=watcher.cancel_requested, cwd=settings.REPO_ROOT,
                               env={"PYTHONUNBUFFERED": "1"}, lock_wait_seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)
-    watcher.flush()
+    watcher.write(force=True)
     return db_retry(lambda: run_record_outcome(run=run, outcome=outcome, run_dir=run_dir),
                     what=f"run {run.pk} attempt {run.attempt}")
 
 
 def run_folder_write(*, run: TrainingRun, run_dir: Path) -> Path:
-    """config.yaml (the trainer's run config, absolute paths) and platform.json; returns the config path.
+    """Write the run's inputs (trainer.contract): the trainer's run config (absolute paths) and platform.json.
 
-    Rewritten identically by every attempt, so a relaunch resumes the same recipe.
+    Returns the run config's path. Rewritten identically by every attempt, so a
+    relaunch resumes the same recipe; the trainer writes only its own outputs.
     """
     version = run.dataset_version
     dataset_path = curation_selectors.dataset_version_abspath(version=version)
@@ -263,7 +192,7 @@ def run_folder_write(*, run: TrainingRun, run_dir: Path) -> Path:
     recipe = recipe_from_json(run.recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_config_build(recipe=recipe, base_checkpoint=base, dataset_path=dataset_path, run_dir=run_dir)
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / contract.RUN_CONFIG
     config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     platform = {
         "run_id": run.pk,
@@ -273,7 +202,8 @@ def run_folder_write(*, run: TrainingRun, run_dir: Path) -> Path:
         "base_checkpoint": {"name": run.base_checkpoint, "path": str(base)},
         "recipe": run.recipe,
     }
-    (run_dir / "platform.json").write_text(json.dumps(platform, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (run_dir / contract.PLATFORM_RECORD).write_text(json.dumps(platform, indent=2, ensure_ascii=False) + "\n",
+                                                    encoding="utf-8")
     return config_path
 
 
@@ -282,35 +212,25 @@ class _RunWatcher:
 
     def __init__(self, *, run: TrainingRun, run_dir: Path) -> None:
         self.run, self.run_dir = run, run_dir
-        self.last_write = 0.0
+        self.beat = Heartbeat(RUN_JOB, pk=run.pk, attempt=run.attempt, every_s=settings.RUN_PROGRESS_SECONDS)
         self.latest: dict[str, Any] = {}
 
     def progress(self, records: list[dict[str, Any]]) -> None:
         for record in records:
             if record.get("kind") == "train":
                 self.latest = record
-        if time.monotonic() - self.last_write >= settings.RUN_PROGRESS_SECONDS:
-            self.flush()
+        self.write()
 
-    def flush(self) -> None:
-        fields: dict[str, Any] = {"heartbeat_at": timezone.now(),
-                                  "log_tail": launcher.log_tail(self.run_dir / launcher.LOG_NAME,
+    def write(self, force: bool = False) -> None:
+        """The heartbeat, carrying the newest step and the log's tail; fenced (`ClaimLost` once taken over)."""
+        if not (force or self.beat.due()):
+            return  # reading the log's tail is the expensive part: not on every poll
+        fields: dict[str, Any] = {"log_tail": launcher.log_tail(self.run_dir / contract.TRAINER_LOG,
                                                                 max_bytes=LOG_TAIL_BYTES)}
         if self.latest:
             fields.update(step=self.latest.get("step", 0), total_steps=self.latest.get("total_steps", 0),
                           last_loss=self.latest.get("loss"), eta_seconds=int(self.latest.get("eta_s") or 0))
-        try:
-            # Fenced: once the sweeper queued the run again (or another attempt claimed it), nothing matches.
-            mine = TrainingRun.objects.filter(pk=self.run.pk, attempt=self.run.attempt,
-                                              status__in=[RunStatus.RUNNING, RunStatus.CANCELLING])
-            updated = mine.update(**fields)
-        except DatabaseError as exc:
-            # Transient: the next poll writes again on a fresh connection, and the heartbeat has slack for it.
-            db_reconnect(what=f"run {self.run.pk} progress", exc=exc)
-            return
-        self.last_write = time.monotonic()
-        if not updated:
-            raise ClaimLost(f"run {self.run.pk}: attempt {self.run.attempt} was taken over")
+        self.beat(force=True, **fields)
 
     def cancel_requested(self) -> bool:
         try:
@@ -323,14 +243,14 @@ class _RunWatcher:
 
 def run_record_outcome(*, run: TrainingRun, outcome: launcher.LaunchResult, run_dir: Path) -> TrainingRun:
     result = outcome.result or {}
-    tail = launcher.log_tail(run_dir / launcher.LOG_NAME, max_bytes=LOG_TAIL_BYTES)
-    if outcome.exit_code == launcher.EXIT_SUCCEEDED and result.get("status") == "succeeded":
+    tail = launcher.log_tail(run_dir / contract.TRAINER_LOG, max_bytes=LOG_TAIL_BYTES)
+    if outcome.exit_code == contract.Exit.SUCCEEDED and result.get("status") == contract.Status.SUCCEEDED:
         return run_finish(run=run, status=RunStatus.SUCCEEDED, result=result, log_tail=tail)
-    if outcome.cancelled or result.get("status") == "cancelled":
+    if outcome.cancelled or result.get("status") == contract.Status.CANCELLED:
         return run_finish(run=run, status=RunStatus.CANCELLED, result=result, log_tail=tail,
                           error="Cancelled; the trainer stopped after its current step.")
     reason = result.get("error") or f"the trainer exited with status {outcome.exit_code} and wrote no result"
-    if outcome.exit_code == launcher.EXIT_USAGE:
+    if outcome.exit_code == contract.Exit.USAGE:
         reason = f"the trainer refused the run config: {reason}"
     return run_finish(run=run, status=RunStatus.FAILED, result=result, log_tail=tail,
                       error=f"Training failed: {reason}")
@@ -340,9 +260,7 @@ def run_finish(*, run: TrainingRun, status: str, result: dict[str, Any], error: 
                log_tail: str | None = None) -> TrainingRun:
     """Record the end of this attempt (fenced by its attempt number); a success queues the evaluation."""
     with transaction.atomic():
-        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
-        if locked.attempt != run.attempt or locked.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
-            raise ClaimLost(f"run {run.pk}: attempt {run.attempt} was taken over")
+        locked = job_lock(RUN_JOB, pk=run.pk, attempt=run.attempt)
         if status == RunStatus.CANCELLED and locked.status == RunStatus.CANCELLING:
             error = error or "Cancelled."
         locked = run_transition(run=locked, to_status=status, error=error)
@@ -359,6 +277,6 @@ def run_finish(*, run: TrainingRun, status: str, result: dict[str, Any], error: 
             fields += ["step", "total_steps", "eta_seconds", "last_loss"]
         locked.save(update_fields=fields)
         if status == RunStatus.SUCCEEDED:
-            Evaluation.objects.get_or_create(run=locked)
-            enqueue_on_commit(EVALUATE_TASK, locked.pk)
+            evaluation, _ = Evaluation.objects.get_or_create(run=locked)
+            job_send(EVALUATION_JOB, evaluation)
     return locked

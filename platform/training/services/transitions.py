@@ -1,8 +1,10 @@
 """The one transition function per model: every status change of runs and evaluations."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from cotrain_site.jobs import Job
 from cotrain_site.transitions import lock_for_transition
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
@@ -28,6 +30,10 @@ RUN_TRANSITIONS = {
     (R.FAILED, R.QUEUED),
 }
 FINISHED = {R.SUCCEEDED, R.FAILED, R.CANCELLED}
+# A message may take over a run whose worker went silent: the relaunch resumes its newest checkpoint.
+RUN_JOB = Job(TrainingRun, "training.tasks.train_run", waiting=Q(status=R.QUEUED),
+              working=Q(status__in=[R.RUNNING, R.CANCELLING]), timeout_setting="RUN_HEARTBEAT_TIMEOUT_SECONDS",
+              claim_stale=True)
 E = EvaluationStatus
 EVALUATION_TRANSITIONS = {
     (E.PENDING, E.RUNNING),
@@ -40,6 +46,10 @@ EVALUATION_TRANSITIONS = {
     (E.RUNNING, E.FAILED),
     (E.BLOCKED, E.OVERRIDDEN),
 }
+# The task takes the run's id: a run has one evaluation, created by whichever comes first.
+EVALUATION_JOB = Job(Evaluation, "training.tasks.evaluate_run", waiting=Q(status=E.PENDING),
+                     working=Q(status=E.RUNNING), timeout_setting="RUN_HEARTBEAT_TIMEOUT_SECONDS",
+                     args=lambda evaluation: (evaluation.run_id,))
 
 
 @transaction.atomic
@@ -56,9 +66,9 @@ def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> Trai
         locked.heartbeat_at = now
         fields += ["attempt", "started_at", "heartbeat_at"]
     if to_status == R.QUEUED:
-        # The caller enqueues it; the sweeper waits JOB_REQUEUE_SECONDS from here before sending another.
-        locked.enqueued_at, locked.finished_at = now, None
-        fields += ["enqueued_at", "finished_at"]
+        # The caller sends it (`job_send`, which stamps when).
+        locked.finished_at = None
+        fields.append("finished_at")
     if to_status in FINISHED:
         locked.finished_at = now
         fields.append("finished_at")
@@ -77,8 +87,8 @@ def evaluation_transition(*, evaluation: Evaluation, to_status: str, error: str 
         locked.started_at = locked.heartbeat_at = timezone.now()
         fields += ["attempt", "started_at", "heartbeat_at"]
     if to_status == E.PENDING:
-        locked.enqueued_at, locked.finished_at = timezone.now(), None
-        fields += ["enqueued_at", "finished_at"]
+        locked.finished_at = None
+        fields.append("finished_at")
     if to_status in {E.PASSED, E.BLOCKED, E.FAILED}:
         locked.finished_at = timezone.now()
         fields.append("finished_at")

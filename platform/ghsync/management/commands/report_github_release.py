@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ghsync import services
+from releases.models import Release
 
 
 class Command(BaseCommand):
@@ -15,8 +16,6 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="print what would be posted; write nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from releases.models import Release
-
         release = Release.objects.filter(tag=options["tag"]).first()
         if release is None:
             raise CommandError(f"There is no release {options['tag']!r}.")
