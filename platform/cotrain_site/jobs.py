@@ -94,6 +94,11 @@ class Job(Generic[M]):
         limit = timezone.now() - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
         return self.waiting & Q(**{f"{self.sent_field}__lt": limit})
 
+    def claimed(self, row: M) -> dict[str, Any]:
+        """The fields a claim writes (for the app's transition into the working status): the next attempt
+        number, which fences every later write of it, and its first heartbeat."""
+        return {self.attempt_field: getattr(row, self.attempt_field) + 1, self.beat_field: timezone.now()}
+
     def claimable(self) -> Q:
         claimable = self.waiting | self.also_claimable
         return claimable | (self.working & self.stale()) if self.claim_stale else claimable

@@ -37,7 +37,7 @@ from trainer import contract
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
 from cotrain_site.jobs import ClaimLost, Heartbeat, Job, job_claim, job_lock, job_send, keep_newest
-from cotrain_site.transitions import lock_for_transition
+from cotrain_site.transitions import transition
 from curation.models import DatasetBatch
 from curation.selectors import case_url
 from intake.models import CaseStatus
@@ -73,17 +73,10 @@ RELEASE_TRANSITIONS = {
 }
 
 
-@transaction.atomic
 def release_transition(*, release: Release, to_status: str, actor: User | None) -> Release:
-    locked = lock_for_transition(Release, pk=release.pk, to_status=to_status, allowed=RELEASE_TRANSITIONS,
-                                 label="Release {row.tag}")
-    locked.status = to_status
-    fields = ["status"]
-    if to_status == ReleaseStatus.PUBLISHED:
-        locked.published_by, locked.published_at = actor, timezone.now()
-        fields += ["published_by", "published_at"]
-    locked.save(update_fields=fields)
-    return locked
+    published = {"published_by": actor, "published_at": timezone.now()} if to_status == ReleaseStatus.PUBLISHED else {}
+    return transition(Release, pk=release.pk, to_status=to_status, allowed=RELEASE_TRANSITIONS,
+                      label="Release {row.tag}", changes=lambda locked: published)
 
 
 def _batch_of(run: TrainingRun) -> DatasetBatch:
@@ -322,9 +315,11 @@ def release_request(*, run: TrainingRun, by: User, tag: str | None = None, overr
 def _release_copy_claim(*, release_id: int) -> int | None:
     """Start copy attempt N of a `publishing` release (None when it is not): the newest attempt owns it."""
     def claim(release: Release) -> Release:
-        release.publish_attempts += 1
-        release.heartbeat_at = timezone.now()
-        release.save(update_fields=["publish_attempts", "heartbeat_at"])
+        # No status move: the release stays `publishing`, and the attempt number says which copy owns it.
+        claimed = PUBLISH_JOB.claimed(release)
+        for name, value in claimed.items():
+            setattr(release, name, value)
+        release.save(update_fields=list(claimed))
         return release
 
     claimed = job_claim(PUBLISH_JOB, pk=release_id, claim=claim)

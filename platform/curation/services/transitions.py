@@ -1,12 +1,13 @@
 """The one writer of `DatasetBatch.status` and `DatasetVersion.status`: check the move, lock, save."""
 
-from django.db import transaction
+from typing import Any
+
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from cotrain_site.jobs import Job
-from cotrain_site.transitions import lock_for_transition
+from cotrain_site.transitions import transition
 from curation.models import BatchStatus, DatasetBatch, DatasetVersion, DatasetVersionStatus
 
 V = DatasetVersionStatus
@@ -33,32 +34,20 @@ VERSION_TRANSITIONS = {
 }
 
 
-@transaction.atomic
 def batch_transition(*, batch: DatasetBatch, to_status: str, actor: User | None) -> DatasetBatch:
-    locked = lock_for_transition(DatasetBatch, pk=batch.pk, to_status=to_status, allowed=BATCH_TRANSITIONS,
-                                 label="Batch {row.name}")
-    locked.status = to_status
-    fields = ["status"]
-    if to_status == BatchStatus.APPROVED:
-        locked.approved_by, locked.approved_at = actor, timezone.now()
-        fields += ["approved_by", "approved_at"]
-    locked.save(update_fields=fields)
-    return locked
+    approval = {"approved_by": actor, "approved_at": timezone.now()} if to_status == BatchStatus.APPROVED else {}
+    return transition(DatasetBatch, pk=batch.pk, to_status=to_status, allowed=BATCH_TRANSITIONS,
+                      label="Batch {row.name}", changes=lambda locked: approval)
 
 
-@transaction.atomic
 def dataset_version_transition(*, version: DatasetVersion, to_status: str, error: str = "") -> DatasetVersion:
-    locked = lock_for_transition(DatasetVersion, pk=version.pk, to_status=to_status, allowed=VERSION_TRANSITIONS,
-                                 label="Dataset version {row.pk}")
-    locked.status, locked.error = to_status, error
-    fields = ["status", "error"]
-    if to_status == DatasetVersionStatus.BUILDING:
-        # The attempt number fences the build: an older attempt that wakes up can record nothing.
-        locked.attempt += 1
-        locked.claimed_at = timezone.now()
-        fields += ["attempt", "claimed_at"]
-    if to_status == DatasetVersionStatus.READY:
-        locked.built_at = timezone.now()
-        fields.append("built_at")
-    locked.save(update_fields=fields)
-    return locked
+    def changes(locked: DatasetVersion) -> dict[str, Any]:
+        values: dict[str, Any] = {"error": error}
+        if to_status == V.BUILDING:
+            values |= BUILD_JOB.claimed(locked)  # the build's attempt: an older one that wakes up records nothing
+        if to_status == V.READY:
+            values["built_at"] = timezone.now()
+        return values
+
+    return transition(DatasetVersion, pk=version.pk, to_status=to_status, allowed=VERSION_TRANSITIONS,
+                      label="Dataset version {row.pk}", changes=changes)

@@ -34,7 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cotrain_site.jobs import Job, job_claim, job_resend_lost, job_send, job_sweep
-from cotrain_site.transitions import lock_for_transition
+from cotrain_site.transitions import transition
 from ghsync.models import DELIVERY_ID_MAX, DeliveryStatus, GithubSource, ItemKind, WebhookDelivery
 from ghsync.services.items import (
     ISSUE_NUMBER_MAX,
@@ -130,20 +130,14 @@ def _redelivered(*, delivery_id: int) -> bool:
 
 def _move(*, delivery_id: int, to_status: str, **fields: Any) -> WebhookDelivery:
     """The one write path of a delivery's status: locked row, allowed move, `update_fields`."""
-    locked = lock_for_transition(
-        WebhookDelivery, pk=delivery_id, to_status=to_status, allowed=MOVES, label="Delivery {row.delivery_id}"
-    )
-    locked.status = to_status
-    for name, value in fields.items():
-        setattr(locked, name, value)
-    locked.save(update_fields=["status", *fields])
-    return locked
+    return transition(WebhookDelivery, pk=delivery_id, to_status=to_status, allowed=MOVES,
+                      label="Delivery {row.delivery_id}", changes=lambda locked: fields)
 
 
 def delivery_claim(*, delivery_id: int) -> WebhookDelivery | None:
     """RECEIVED -> PROCESSING, once: a second worker (or a duplicate message) gets None."""
     return job_claim(DELIVERY_JOB, pk=delivery_id, claim=lambda delivery: _move(
-        delivery_id=delivery.pk, to_status=S.PROCESSING, attempts=delivery.attempts + 1, claimed_at=timezone.now()))
+        delivery_id=delivery.pk, to_status=S.PROCESSING, **DELIVERY_JOB.claimed(delivery)))
 
 
 def delivery_finish(*, delivery: WebhookDelivery, result: str) -> None:

@@ -1,11 +1,12 @@
 """The one transition function per model: every status change of runs and evaluations."""
 
-from django.db import transaction
+from typing import Any
+
 from django.db.models import Q
 from django.utils import timezone
 
 from cotrain_site.jobs import Job
-from cotrain_site.transitions import lock_for_transition
+from cotrain_site.transitions import transition
 from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 
 R = RunStatus
@@ -52,45 +53,32 @@ EVALUATION_JOB = Job(Evaluation, "training.tasks.evaluate_run", waiting=Q(status
                      args=lambda evaluation: (evaluation.run_id,))
 
 
-@transaction.atomic
 def run_transition(*, run: TrainingRun, to_status: str, error: str = "") -> TrainingRun:
-    locked = lock_for_transition(TrainingRun, pk=run.pk, to_status=to_status, allowed=RUN_TRANSITIONS,
-                                 label="Run {row.pk}")
-    now = timezone.now()
-    locked.status, locked.error = to_status, error
-    fields = ["status", "error"]
-    if to_status == R.RUNNING:
-        # The attempt number fences writes: a worker that lost its claim can no longer record progress.
-        locked.attempt += 1
-        locked.started_at = locked.started_at or now
-        locked.heartbeat_at = now
-        fields += ["attempt", "started_at", "heartbeat_at"]
-    if to_status == R.QUEUED:
-        # The caller sends it (`job_send`, which stamps when).
-        locked.finished_at = None
-        fields.append("finished_at")
-    if to_status in FINISHED:
-        locked.finished_at = now
-        fields.append("finished_at")
-    locked.save(update_fields=fields)
-    return locked
+    def changes(locked: TrainingRun) -> dict[str, Any]:
+        now = timezone.now()
+        values: dict[str, Any] = {"error": error}
+        if to_status == R.RUNNING:
+            values |= RUN_JOB.claimed(locked) | {"started_at": locked.started_at or now}
+        if to_status == R.QUEUED:
+            values["finished_at"] = None  # the caller sends it (`job_send`, which stamps when)
+        if to_status in FINISHED:
+            values["finished_at"] = now
+        return values
+
+    return transition(TrainingRun, pk=run.pk, to_status=to_status, allowed=RUN_TRANSITIONS, label="Run {row.pk}",
+                      changes=changes)
 
 
-@transaction.atomic
 def evaluation_transition(*, evaluation: Evaluation, to_status: str, error: str = "") -> Evaluation:
-    locked = lock_for_transition(Evaluation, pk=evaluation.pk, to_status=to_status, allowed=EVALUATION_TRANSITIONS,
-                                 label="Evaluation {row.pk}")
-    locked.status, locked.error = to_status, error
-    fields = ["status", "error"]
-    if to_status == E.RUNNING:
-        locked.attempt += 1
-        locked.started_at = locked.heartbeat_at = timezone.now()
-        fields += ["attempt", "started_at", "heartbeat_at"]
-    if to_status == E.PENDING:
-        locked.finished_at = None
-        fields.append("finished_at")
-    if to_status in {E.PASSED, E.BLOCKED, E.FAILED}:
-        locked.finished_at = timezone.now()
-        fields.append("finished_at")
-    locked.save(update_fields=fields)
-    return locked
+    def changes(locked: Evaluation) -> dict[str, Any]:
+        values: dict[str, Any] = {"error": error}
+        if to_status == E.RUNNING:
+            values |= EVALUATION_JOB.claimed(locked) | {"started_at": timezone.now()}
+        if to_status == E.PENDING:
+            values["finished_at"] = None
+        if to_status in {E.PASSED, E.BLOCKED, E.FAILED}:
+            values["finished_at"] = timezone.now()
+        return values
+
+    return transition(Evaluation, pk=evaluation.pk, to_status=to_status, allowed=EVALUATION_TRANSITIONS,
+                      label="Evaluation {row.pk}", changes=changes)
