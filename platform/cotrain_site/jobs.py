@@ -207,19 +207,29 @@ def job_resend_lost(job: Job[M], *, pk: int) -> bool:
     return True
 
 
-def job_sweep(job: Job[M], *, on_stale: Callable[[M], T]) -> tuple[list[T], int]:
-    """The beat sweeper's pass over one kind: (what `on_stale` returned for each dead attempt, messages resent).
+def job_sweep(job: Job[M], *, on_stale: Callable[[M], T], on_lost: Callable[[M], T] | None = None
+              ) -> tuple[list[T], list[Any]]:
+    """The beat sweeper's pass over one kind: what `on_stale` returned for each dead attempt, and for each
+    row whose message was lost what `on_lost` returned (by default it is sent again: True).
 
-    `on_stale(row)` runs under the row lock, on a row still working and still silent.
+    Both run under the row lock, on a row that still qualifies.
     """
-    outcomes = []
-    for pk in job_ids_stale(job):
-        with transaction.atomic():
-            row = job.model.objects.select_for_update().filter(job.working & job.stale(), pk=pk).first()
-            if row is not None:
-                outcomes.append(on_stale(row))
-    resent = sum(job_resend_lost(job, pk=pk) for pk in job_ids_lost(job))
-    return outcomes, resent
+    def each(ids: list[int], condition: Callable[[], Q], handle: Callable[[M], Any]) -> list[Any]:
+        outcomes = []
+        for pk in ids:
+            with transaction.atomic():
+                row = job.model.objects.select_for_update().filter(condition(), pk=pk).first()
+                if row is not None:
+                    outcomes.append(handle(row))
+        return outcomes
+
+    def resend(row: M) -> bool:
+        job_send(job, row)
+        return True
+
+    stale = each(job_ids_stale(job), lambda: job.working & job.stale(), on_stale)
+    lost = each(job_ids_lost(job), job.lost, on_lost or resend)
+    return stale, lost
 
 
 def job_retry(job: Job[M], row: M, *, failed: str, requeue: Callable[[M, str], M], label: str, noun: str) -> M:

@@ -43,4 +43,4 @@ def create_monthly_batch() -> int | None:
 def sweep_dataset_builds() -> dict[str, int]:
     """Periodic (beat): enqueue again the builds whose message was lost or whose worker died."""
     rebuilt, resent = job_sweep(BUILD_JOB, on_stale=dataset_version_on_stale)
-    return {"requeued": len(rebuilt) + resent}
+    return {"requeued": len(rebuilt) + sum(resent)}

@@ -200,10 +200,11 @@ class OutgoingComment(models.Model):
     release = models.ForeignKey("releases.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     github_comment_id = models.BigIntegerField(null=True, blank=True)
     html_url = models.URLField(max_length=500, blank=True)
-    # Each attempt is counted (and the row leased) before the POST: an attempt after the
-    # first looks for the marker on GitHub before posting.
+    # Each attempt is counted (and the row claimed) before the POST: an attempt after the
+    # first looks for the marker on GitHub before posting. A claim older than
+    # GITHUB_POST_TIMEOUT_SECONDS belongs to a worker that died; none while no attempt holds it.
     attempts = models.PositiveIntegerField(default=0)
-    claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     # When the latest message to post it was sent, or is due (a retry's back-off): a pending
     # comment whose message is overdue was lost and is sent again by the sweeper.
     queued_at = models.DateTimeField(default=timezone.now)

@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import enqueue, enqueue_on_commit
 from ghsync import selectors, services
 from ghsync.client import GithubUnavailable
 from releases.models import Release
@@ -19,7 +19,8 @@ def sync_all_sources() -> int:
     """Periodic (beat): one sync task per enabled source."""
     source_ids = selectors.source_ids_enabled()
     for source_id in source_ids:
-        sync_source.delay(source_id)
+        # Not a job row: a sync is a periodic read under a lease (`source_claim`), and the next beat is its retry.
+        enqueue("ghsync.tasks.sync_source", source_id)
     return len(source_ids)
 
 

@@ -29,4 +29,4 @@ def sweep_stale_publishing() -> dict[str, int]:
     """Periodic (beat): queue again the releases stuck in `publishing`, or fail those out of attempts;
     and enqueue again those whose first message was lost (no copy ever claimed them)."""
     outcomes, lost = job_sweep(PUBLISH_JOB, on_stale=release_on_stale)
-    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed"), "lost": lost}
+    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed"), "lost": sum(lost)}

@@ -57,5 +57,5 @@ def sweep_stale() -> dict[str, int]:
     and enqueue again those that waited past JOB_REQUEUE_SECONDS for a message that was lost."""
     runs, lost_runs = job_sweep(services.RUN_JOB, on_stale=services.run_on_stale)
     evaluations, lost_evaluations = job_sweep(services.EVALUATION_JOB, on_stale=services.evaluation_on_stale)
-    return {"runs": sum(runs), "evaluations": sum(evaluations), "lost_runs": lost_runs,
-            "lost_evaluations": lost_evaluations}
+    return {"runs": sum(runs), "evaluations": sum(evaluations), "lost_runs": sum(lost_runs),
+            "lost_evaluations": sum(lost_evaluations)}

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from accounts.models import User
@@ -155,12 +156,13 @@ def test_a_held_lease_keeps_a_second_worker_out(release: Release, github: FakeGi
     report_release(release=release)
     comment = OutgoingComment.objects.get(issue_number=12)
     OutgoingComment.objects.filter(pk=comment.pk).update(
-        attempts=1, claimed_until=timezone.now() + timedelta(minutes=5)
+        attempts=1, claimed_at=timezone.now()
     )
     assert comment_post(comment_id=comment.pk, client=source_client(source=source)).status == CommentStatus.PENDING
     assert github.posted == []
     # The worker died: once its lease runs out the next attempt looks on GitHub first, then posts.
-    OutgoingComment.objects.filter(pk=comment.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    timeout = timedelta(seconds=django_settings.GITHUB_POST_TIMEOUT_SECONDS)
+    OutgoingComment.objects.filter(pk=comment.pk).update(claimed_at=timezone.now() - timeout - timedelta(seconds=1))
     assert comment_post(comment_id=comment.pk, client=source_client(source=source)).status == CommentStatus.POSTED
     assert len(github.posted) == 1
 

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from cotrain_site import celery_app
 from ghsync import tasks
 from ghsync.models import GithubSource
 from ghsync.services import SyncSummary, source_claim
@@ -40,9 +41,9 @@ def test_priority_page_is_for_maintainers(contributor: User, client_for: Callabl
 
 def test_beat_task_queues_one_sync_per_enabled_source(source: GithubSource, monkeypatch: pytest.MonkeyPatch) -> None:
     GithubSource.objects.create(repo="someone/disabled", enabled=False)
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.sync_source, "delay", queued.append)
-    assert tasks.sync_all_sources() == 1 and queued == [source.pk]
+    queued: list[tuple[str, list[int]]] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args: queued.append((name, args)))
+    assert tasks.sync_all_sources() == 1 and queued == [("ghsync.tasks.sync_source", [source.pk])]
 
 
 def test_sync_task_claims_its_source(source: GithubSource, github: FakeGithub) -> None:

@@ -398,6 +398,7 @@ def test_every_job_kind_names_a_registered_task_real_fields_and_a_swept_beat() -
 
     from cotrain_site.jobs import Job
     from curation.services import BUILD_JOB
+    from ghsync.services.comments import POST_JOB
     from ghsync.services.webhooks import DELIVERY_JOB
     from releases.services import PUBLISH_JOB
     from training.services import EVALUATION_JOB, RUN_JOB
@@ -406,7 +407,7 @@ def test_every_job_kind_names_a_registered_task_real_fields_and_a_swept_beat() -
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     sweepers = {RUN_JOB: "training.tasks.sweep_stale", EVALUATION_JOB: "training.tasks.sweep_stale",
                 BUILD_JOB: "curation.tasks.sweep_dataset_builds", PUBLISH_JOB: "releases.tasks.sweep_stale_publishing",
-                DELIVERY_JOB: "ghsync.tasks.sweep_stale"}
+                DELIVERY_JOB: "ghsync.tasks.sweep_stale", POST_JOB: "ghsync.tasks.sweep_stale"}
     for job, sweeper in sweepers.items():
         assert isinstance(job, Job)
         assert job.task in celery_app.tasks and sweeper in celery_app.tasks and sweeper in scheduled, job.task

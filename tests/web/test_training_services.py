@@ -170,11 +170,11 @@ def test_claim_is_guarded_and_a_dead_workers_run_is_taken_over(version: DatasetV
     first = run_claim(run_id=run.pk, worker="w1")
     assert first.status == RunStatus.RUNNING and first.attempt == 1 and first.worker_hostname == "w1"
     assert run_claim(run_id=run.pk, worker="w2") is None  # a duplicate message while w1 is alive
-    assert job_ids_stale(RUN_JOB) == [] and job_sweep(RUN_JOB, on_stale=run_on_stale) == ([], 0)
+    assert job_ids_stale(RUN_JOB) == [] and job_sweep(RUN_JOB, on_stale=run_on_stale) == ([], [])
     # w1 goes silent past the timeout: the sweeper queues the run again, the next claim is attempt 2.
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert job_ids_stale(RUN_JOB) == [run.pk]
-    assert job_sweep(RUN_JOB, on_stale=run_on_stale) == ([True], 0)
+    assert job_sweep(RUN_JOB, on_stale=run_on_stale) == ([True], [])
     assert TrainingRun.objects.get(pk=run.pk).status == RunStatus.QUEUED
     second = run_claim(run_id=run.pk, worker="w2")
     assert second.attempt == 2 and second.worker_hostname == "w2"

@@ -283,6 +283,8 @@ GITHUB_TIMEOUT = env_int("GITHUB_TIMEOUT", 30)
 GITHUB_MAX_WAIT_SECONDS = env_int("GITHUB_MAX_WAIT_SECONDS", 900)
 # A webhook delivery claimed longer ago than this belongs to a worker that died: the sweeper queues it again.
 GITHUB_DELIVERY_TIMEOUT_SECONDS = env_int("GITHUB_DELIVERY_TIMEOUT", 600)
+# A comment post claimed longer ago than this belongs to a worker that died: it is sent again (marker checked first).
+GITHUB_POST_TIMEOUT_SECONDS = env_int("GITHUB_POST_TIMEOUT", 300)
 
 # Every job waits in its row (a version `pending`, a run `queued`, an evaluation `pending`,
 # a release `publishing` not yet claimed); one that waited this long lost its message

@@ -6,21 +6,21 @@ the same two steps so that a comment is posted at most once:
 1. `comment_intent` records what will be posted under a key that names its purpose
    (`ask-example:<external id>`, `release:<id>:<issue>[:<login>]`); asking again
    finds the same row.
-2. `comment_post` leases the row and counts the attempt in its own transaction,
-   then posts. The body carries `<!-- cotrain:KEY -->`: if an earlier attempt may
+2. `comment_post` claims the row (`POST_JOB`) and counts the attempt in its own
+   transaction, then posts. The body carries `<!-- cotrain:KEY -->`: if an earlier attempt may
    have posted and crashed before recording it, the marker is looked for on GitHub
    first, and found rather than posted again.
 
 A post whose message was lost (broker down, worker killed) stays `pending` and is
-sent again by the sweeper (`comments_sweep`); GitHub being unavailable is retried
-with back-off (`comment_post_run`) until `MAX_POST_ATTEMPTS`; then, or on an error
-that would repeat (the issue is gone, the token may not comment), it is `failed`
-with its reason, and a maintainer may try it again (`comment_retry`).
+sent again by the sweeper (`comments_sweep`), as is one whose worker died holding
+it; GitHub being unavailable is retried with back-off (`comment_post_run`) until
+`MAX_POST_ATTEMPTS`; then, or on an error that would repeat (the issue is gone, the
+token may not comment), it is `failed` with its reason, and a maintainer may try it again (`comment_retry`).
 """
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -29,7 +29,7 @@ from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from cotrain_site.jobs import enqueue_on_commit
+from cotrain_site.jobs import Job, job_claim, job_send, job_sweep
 from cotrain_site.transitions import lock_for_transition
 from curation.selectors import case_examples, case_pk_for_row
 from ghsync.client import MARKER_PREFIX, GithubClient, GithubUnavailable
@@ -40,12 +40,17 @@ from intake.models import CaseSource, CaseStatus, FeedbackCase
 from releases.models import Release, ReleaseStatus
 
 log = logging.getLogger(__name__)
-POST_LEASE = timedelta(minutes=5)
-POST_TASK = "ghsync.tasks.post_comment"
 MAX_POST_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 60  # 1, 2, 4, ... 64 min between attempts
 # GitHub down, rate-limited or unreachable, or the database briefly gone: worth another attempt.
 TRANSIENT = (GithubUnavailable, OperationalError, InterfaceError)
+# A pending post waits for its message while no attempt holds it; an attempt holds it from its claim until it
+# posts or gives it back, and one older than the timeout belongs to a worker that died.
+POST_JOB = Job(OutgoingComment, "ghsync.tasks.post_comment",
+               waiting=Q(status=CommentStatus.PENDING, claimed_at__isnull=True),
+               working=Q(status=CommentStatus.PENDING, claimed_at__isnull=False),
+               timeout_setting="GITHUB_POST_TIMEOUT_SECONDS", attempt_field="attempts", beat_field="claimed_at",
+               sent_field="queued_at", claim_stale=True)
 COMMENT_MOVES = {(CommentStatus.PENDING, CommentStatus.FAILED), (CommentStatus.FAILED, CommentStatus.PENDING)}
 # A source's switch for each kind of post: off, nothing of that kind is sent again.
 SWITCH = {CommentKind.ASK_EXAMPLE: "ask_for_examples", CommentKind.RELEASE_REPORT: "report_back"}
@@ -85,20 +90,14 @@ def comment_intent(
 
 
 def _claim(*, comment_id: int) -> OutgoingComment | None:
-    now = timezone.now()
-    with transaction.atomic():
-        comment = (
-            OutgoingComment.objects.select_for_update(skip_locked=True)
-            .filter(pk=comment_id, status=CommentStatus.PENDING)
-            .exclude(claimed_until__gt=now)
-            .first()
-        )
-        if comment is None:
-            return None
-        comment.attempts += 1
-        comment.claimed_until = now + POST_LEASE
-        comment.save(update_fields=["attempts", "claimed_until"])
-    return comment
+    def claim(comment: OutgoingComment) -> OutgoingComment:
+        claimed = POST_JOB.claimed(comment)
+        for name, value in claimed.items():
+            setattr(comment, name, value)
+        comment.save(update_fields=list(claimed))
+        return comment
+
+    return job_claim(POST_JOB, pk=comment_id, claim=claim)
 
 
 def comment_post(*, comment_id: int, client: GithubClient) -> OutgoingComment:
@@ -115,14 +114,14 @@ def comment_post(*, comment_id: int, client: GithubClient) -> OutgoingComment:
         if comment.labels:
             client.add_labels(repo=repo, number=comment.issue_number, labels=comment.labels)
     except Exception as exc:
-        OutgoingComment.objects.filter(pk=comment.pk).update(last_error=str(exc)[:2000], claimed_until=None)
+        OutgoingComment.objects.filter(pk=comment.pk).update(last_error=str(exc)[:2000], claimed_at=None)
         raise
     comment.status, comment.posted_at = CommentStatus.POSTED, timezone.now()
     comment.github_comment_id = posted["id"]
     comment.html_url = github_url(posted.get("html_url"), host=source_web_host(source=comment.source),
                                   field="html_url", notes=[])  # fmt: skip
-    comment.claimed_until, comment.last_error = None, ""
-    comment.save(update_fields=["status", "posted_at", "github_comment_id", "html_url", "claimed_until", "last_error"])
+    comment.claimed_at, comment.last_error = None, ""
+    comment.save(update_fields=["status", "posted_at", "github_comment_id", "html_url", "claimed_at", "last_error"])
     return comment
 
 
@@ -153,8 +152,8 @@ def comment_fail(*, comment_id: int, error: str) -> None:
     """PENDING -> FAILED with its reason; a maintainer may try again (`comment_retry`)."""
     locked = lock_for_transition(OutgoingComment, pk=comment_id, to_status=CommentStatus.FAILED,
                                  allowed=COMMENT_MOVES, label="Comment {row.key}")  # fmt: skip
-    locked.status, locked.last_error, locked.claimed_until = CommentStatus.FAILED, error[:2000], None
-    locked.save(update_fields=["status", "last_error", "claimed_until"])
+    locked.status, locked.last_error, locked.claimed_at = CommentStatus.FAILED, error[:2000], None
+    locked.save(update_fields=["status", "last_error", "claimed_at"])
 
 
 @transaction.atomic
@@ -181,39 +180,29 @@ def comment_retry(*, comment_id: int) -> OutgoingComment:
     locked.status, locked.queued_at = CommentStatus.PENDING, timezone.now()
     locked.attempts = min(locked.attempts, MAX_POST_ATTEMPTS - 1)
     locked.save(update_fields=["status", "queued_at", "attempts"])
-    enqueue_on_commit(POST_TASK, comment_id)
+    job_send(POST_JOB, locked)
     return locked
 
 
+def _overdue(comment: OutgoingComment) -> str:
+    """The sweeper's move for a pending post whose message was lost or whose worker died (under its lock)."""
+    if comment.attempts >= MAX_POST_ATTEMPTS:
+        # Its workers kept dying (or its retries were lost): a maintainer decides.
+        comment_fail(comment_id=comment.pk, error=f"gave up after {comment.attempts} attempts: {comment.last_error}")
+        return "failed"
+    if not getattr(comment.source, SWITCH[comment.kind]):
+        return ""  # switched off for its source: left as it is until a maintainer turns it on again
+    comment.claimed_at = None
+    comment.save(update_fields=["claimed_at"])
+    job_send(POST_JOB, comment)
+    return "requeued"
+
+
 def comments_sweep() -> dict[str, int]:
-    """Periodic: send again the pending posts whose message is overdue and that no worker holds."""
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
-    overdue = OutgoingComment.objects.filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), status=CommentStatus.PENDING, queued_at__lt=cutoff
-    ).select_related("source")
-    requeued = failed = 0
-    for comment in overdue:
-        if comment.attempts >= MAX_POST_ATTEMPTS:
-            # Its workers kept dying (or its retries were lost): a maintainer decides.
-            error = f"gave up after {comment.attempts} attempts: {comment.last_error}"
-            comment_fail(comment_id=comment.pk, error=error)
-            failed += 1
-        elif getattr(comment.source, SWITCH[comment.kind]):
-            requeued += _requeue(comment_id=comment.pk, cutoff=cutoff)
-    return {"requeued": requeued, "failed": failed}
-
-
-@transaction.atomic
-def _requeue(*, comment_id: int, cutoff: datetime) -> bool:
-    # Marked queued in the same transaction as the enqueue (and only if still overdue), so
-    # a concurrent sweep does not send it twice and the next one waits a whole timeout.
-    updated = OutgoingComment.objects.filter(
-        pk=comment_id, status=CommentStatus.PENDING, queued_at__lt=cutoff
-    ).update(queued_at=timezone.now())
-    if updated:
-        enqueue_on_commit(POST_TASK, comment_id)
-    return bool(updated)
+    """Periodic: send again the pending posts whose message is overdue, or whose worker died holding them."""
+    dead, lost = job_sweep(POST_JOB, on_stale=_overdue, on_lost=_overdue)
+    outcomes = dead + lost
+    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed")}
 
 
 # --- asking for an example ---------------------------------------------------------
@@ -389,5 +378,5 @@ def report_release(*, release: Release, dry_run: bool = False) -> list[PlannedRe
             intents.append(comment)
         for comment in intents:
             if comment.status == CommentStatus.PENDING:
-                enqueue_on_commit(POST_TASK, comment.pk)
+                job_send(POST_JOB, comment)
     return intents

@@ -204,7 +204,7 @@ def delivery_on_stale(delivery: WebhookDelivery) -> str:
 def deliveries_sweep() -> dict[str, int]:
     """Periodic: queue again the deliveries whose message is overdue or whose worker died."""
     outcomes, resent = job_sweep(DELIVERY_JOB, on_stale=delivery_on_stale)
-    return {"requeued": outcomes.count("requeued") + resent, "failed": outcomes.count("failed")}
+    return {"requeued": outcomes.count("requeued") + sum(resent), "failed": outcomes.count("failed")}
 
 
 def _source_for(payload: dict[str, Any]) -> GithubSource | None:
