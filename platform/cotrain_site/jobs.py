@@ -99,6 +99,14 @@ class Job(Generic[M]):
         number, which fences every later write of it, and its first heartbeat."""
         return {self.attempt_field: getattr(row, self.attempt_field) + 1, self.beat_field: timezone.now()}
 
+    def claim_in_place(self, row: M) -> M:
+        """A claim that moves no status (a release stays `publishing`): it writes only `claimed(row)`."""
+        claimed = self.claimed(row)
+        for name, value in claimed.items():
+            setattr(row, name, value)
+        row.save(update_fields=list(claimed))
+        return row
+
     def claimable(self) -> Q:
         claimable = self.waiting | self.also_claimable
         return claimable | (self.working & self.stale()) if self.claim_stale else claimable

@@ -314,15 +314,8 @@ def release_request(*, run: TrainingRun, by: User, tag: str | None = None, overr
 
 def _release_copy_claim(*, release_id: int) -> int | None:
     """Start copy attempt N of a `publishing` release (None when it is not): the newest attempt owns it."""
-    def claim(release: Release) -> Release:
-        # No status move: the release stays `publishing`, and the attempt number says which copy owns it.
-        claimed = PUBLISH_JOB.claimed(release)
-        for name, value in claimed.items():
-            setattr(release, name, value)
-        release.save(update_fields=list(claimed))
-        return release
-
-    claimed = job_claim(PUBLISH_JOB, pk=release_id, claim=claim)
+    # No status move: the release stays `publishing`, and the attempt number says which copy owns it.
+    claimed = job_claim(PUBLISH_JOB, pk=release_id, claim=PUBLISH_JOB.claim_in_place)
     return None if claimed is None else claimed.publish_attempts
 
 

@@ -90,14 +90,8 @@ def comment_intent(
 
 
 def _claim(*, comment_id: int) -> OutgoingComment | None:
-    def claim(comment: OutgoingComment) -> OutgoingComment:
-        claimed = POST_JOB.claimed(comment)
-        for name, value in claimed.items():
-            setattr(comment, name, value)
-        comment.save(update_fields=list(claimed))
-        return comment
-
-    return job_claim(POST_JOB, pk=comment_id, claim=claim)
+    # It stays `pending` while an attempt holds it: `claimed_at` says one does.
+    return job_claim(POST_JOB, pk=comment_id, claim=POST_JOB.claim_in_place)
 
 
 def comment_post(*, comment_id: int, client: GithubClient) -> OutgoingComment:
