@@ -1,0 +1,383 @@
+"""Personal data in free text typed by Chinese and English users: find it, scrub it, mask it.
+
+A pure module (standard library and python-stdnum only), so that intake and the dataset
+builds can both call it. Each kind is one compiled pattern plus, where the shape alone is
+not enough, a validator:
+
+    PHONE      mainland mobile, 1[3-9]x + 8 digits, optional +86/0086/(+86), 3-4-4 grouping
+    LANDLINE   area code 010/02x/0xxx + 7-8 digits, with "-", a space or (parentheses)
+    EMAIL      ASCII address; full-width "＠" works through normalisation
+    ID         18-character resident ID (also 6-8-4 grouped): stdnum.cn.ric (checksum, birth date,
+               region) and not born in the future; old 15-digit IDs are not detected
+    BANK_CARD  13-19 digits (groups of 4 allowed), a card network's prefix and length, stdnum.luhn
+    IP         IPv4 / IPv6, validated by `ipaddress`
+    SECRET     URLs with user:password@, credential parameters (token=, api_key=, password=...),
+               and bare tokens (ghp_/github_pat_, sk-, AKIA/ASIA, xox?-, JWTs)
+
+Normalisation. Matching runs on a copy of the text where every character is NFKC-normalised
+on its own (full-width digits, "＠", "（", "：" and the ideographic space become ASCII) and
+dash look-alikes become "-". `_normalise` keeps, for each character of the copy, the index of
+the original character it came from, so every Finding's start/end are offsets into the
+ORIGINAL text. All patterns use ASCII classes only, so a match never runs into the Chinese
+characters glued to it ("电话13812345678，" finds just the number).
+
+Digit boundaries. A number must not be part of a longer run: no ASCII letter, digit or "_"
+on either side, no "digit." / "x-" before it (decimals, dates, "batch-...") and no ".digit" /
+"-x" after it, and no currency sign before it; a phone, card or ID next to "=", "×", "÷"...
+is an arithmetic answer. This is what keeps order numbers, timestamps, prices, long math
+answers and hashes out. Dotted quads after "第"/"版本"/"version" or before "节"/"条" are
+section or version numbers, not IPs.
+
+Overlaps. Detectors run independently; `find_pii` then keeps the longest span first and, for
+equal lengths, the more specific kind (the order of `_RANK`: SECRET, EMAIL, ID, BANK_CARD,
+PHONE, LANDLINE, IP), dropping anything that overlaps a span already kept. So the phone in
+"13812345678@163.com" gives way to the EMAIL, an IP inside a credential URL to the SECRET, and
+an 18-digit number that is both a valid ID and Luhn-valid is an ID.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import ipaddress
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from stdnum import luhn
+from stdnum.cn import ric
+
+KINDS = ("PHONE", "LANDLINE", "EMAIL", "ID", "BANK_CARD", "IP", "SECRET")
+# Tie-break for overlapping spans of equal length: the first here wins.
+_RANK = {kind: i for i, kind in enumerate(("SECRET", "EMAIL", "ID", "BANK_CARD", "PHONE", "LANDLINE", "IP"))}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    start: int  # offsets into the original text
+    end: int
+    value: str  # text[start:end] of the original text
+
+
+# --- normalisation -----------------------------------------------------------------------
+
+_DASHES = dict.fromkeys("‐‑‒–—―−﹣", "-")
+
+
+@functools.lru_cache(maxsize=4096)
+def _norm_char(ch: str) -> str:
+    return _DASHES.get(ch) or unicodedata.normalize("NFKC", ch)
+
+
+def _normalise(text: str) -> tuple[str, list[int] | None]:
+    """The matching copy of `text` and, unless it is the text itself, copy index -> original index."""
+    if text.isascii():
+        return text, None
+    parts: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        norm = _norm_char(ch) if ord(ch) > 0x7F else ch
+        parts.append(norm)
+        origin.extend([i] * len(norm))
+    return "".join(parts), origin
+
+
+# --- patterns ----------------------------------------------------------------------------
+
+# Not inside a longer number, word, decimal, date or price (see the module docstring).
+_NUM_BEFORE = r"(?<![0-9A-Za-z_])(?<![0-9]\.)(?<![0-9A-Za-z]-)(?<![¥$€£])"
+_NUM_AFTER = r"(?![0-9A-Za-z_])(?!\.[0-9])(?!-[0-9A-Za-z])"
+
+# Mobile: optional country code, then 1[3-9]x-xxxx-xxxx with optional "-" or " " between groups.
+_PHONE = re.compile(
+    _NUM_BEFORE
+    + r"(?:(?:\+|00)86[ \-]?|\(\+?86\)[ \-]?|86[ \-])?"
+    + r"1[3-9][0-9](?:(?:[ \-]?[0-9]{4}){2}|\.[0-9]{4}\.[0-9]{4})"  # dots only as 3.4.4, not a decimal
+    + _NUM_AFTER
+    + r"(?![ \-][0-9])"  # nor the start of a longer space-grouped number ("1381234 5678 9")
+)
+
+# Landline: 010 / 02x (3 digits) or 0[3-9]xx (4 digits) area code, separated from a 7-8 digit
+# local number (not starting with 0) by "-", a space, or parentheses; or +86 with
+# the leading 0 dropped. An extension "-801" / "转801" may follow.
+_LOCAL = r"[1-9][0-9]{2,3}[ \-]?[0-9]{4}"
+_AREA = r"(?:0(?:10|2[0-9])|0[3-9][0-9]{2})"
+_LANDLINE = re.compile(
+    _NUM_BEFORE
+    + r"(?:\(" + _AREA + r"\)[ \-]?|" + _AREA + r"[ \-]|\+86[ \-]?\(?(?:10|2[0-9]|[3-9][0-9]{2})\)?[ \-])"
+    + _LOCAL
+    + r"(?:(?:-|转)[0-9]{1,5})?"
+    + _NUM_AFTER
+)
+
+# Email: a common TLD or any two-letter country code, so that code like "x@self.weight" or
+# "pkg@1.2.3" is not an address.
+_TLDS = (
+    "com|net|org|edu|gov|mil|int|info|biz|name|pro|mobi|asia|xyz|top|vip|site|online|shop|club|"
+    "tech|dev|app|cloud|email|work|ltd|group|live|store|icu|fun|link|wang|ink|red|art"
+)
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])"
+    r"[A-Za-z0-9_%+\-](?:[A-Za-z0-9._%+\-]*[A-Za-z0-9_%+\-])?"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+"
+    r"(?:" + _TLDS + r"|[A-Za-z]{2})"
+    r"(?![A-Za-z0-9\-])",
+    re.IGNORECASE,
+)
+
+# Resident ID: region (6) + birth date yyyymmdd + sequence (3) + check (digit or X), optionally
+# written 6-8-4 with spaces or dashes.
+_ID = re.compile(
+    _NUM_BEFORE
+    + r"[1-9][0-9]{5}(?P<sep>[ \-]?)"
+    + r"(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    + r"(?P=sep)[0-9]{3}[0-9Xx]"
+    + _NUM_AFTER
+)
+
+# Bank card: contiguous 13-19 digits, 4-4-4-4(-1..4) groups, or Amex 4-6-5.
+_CARD = re.compile(
+    _NUM_BEFORE
+    + r"(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{5})"
+    + _NUM_AFTER
+)
+# Issuer prefixes and the lengths each network issues: UnionPay 62, old Chinese debit 60/9[45],
+# Visa 4, Mastercard 51-55 and 2221-2720, Amex 34/37, JCB 35, Discover 65. Luhn alone passes one
+# random number in ten, and 15-digit Luhn numbers starting with 4 are IMEIs, not Visa cards.
+_CARD_NETWORKS = (
+    (re.compile(r"62|60|9[45]|35|65"), range(16, 20)),
+    (re.compile(r"4"), (13, 16, 19)),
+    (re.compile(r"5[1-5]|222[1-9]|22[3-9]|2[3-6]|27[01]|2720"), (16,)),
+    (re.compile(r"3[47]"), (15,)),
+)
+
+
+def _card_shape(number: str) -> bool:
+    return any(prefix.match(number) and len(number) in lengths for prefix, lengths in _CARD_NETWORKS)
+
+# Dotted quads that are section or version numbers: "第4.2.1.3节", "固件 2.4.1.13".
+_VERSION_BEFORE = re.compile(r"(?:第|版本号?|固件|规范|章节|version|ver\.?|release)\s*$", re.IGNORECASE)
+_SECTION_AFTER = re.compile(r"\s*(?:节|条|章|款|版)")
+# Letters may not touch an address ("v1.2.3.4"), except "IP" glued in front ("我的IP1.2.3.4").
+_IP_BEFORE = r"(?:(?<=IP)|(?<=ip)|(?<![0-9A-Za-z_.]))"
+_IPV4 = re.compile(_IP_BEFORE + r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9A-Za-z_]|\.[0-9])")
+# IPv6 candidates: hex groups and colons (an IPv4 tail allowed); `ipaddress` decides.
+_IPV6 = re.compile(
+    _IP_BEFORE
+    + r"(?<![0-9A-Fa-f]:)(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?"
+    r"(?:%[0-9A-Za-z]+)?"
+    r"(?![0-9A-Za-z_:]|\.[0-9])"
+)
+
+# Credentials in a URL's user-info: scheme://user:password@host...
+# (ASCII classes throughout: "[!-.0-?A-~]" is printable ASCII without "/" and "@".)
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[!-.0-9;-?A-~]*:[!-.0-?A-~]+@[!-~]+")
+_URL_TRAILING = ".,;:!?)]}'\">"
+# name=value (or "name: value" for names that are unambiguous) whose value is a credential.
+_CRED_NAMES = (
+    r"access[_\-]?token|refresh[_\-]?token|id[_\-]?token|auth[_\-]?token|api[_\-]?key|apikey|"
+    r"client[_\-]?secret|secret[_\-]?key|secret|password|passwd|pwd|token|key|sig|signature"
+)
+_CRED = re.compile(
+    r"(?<![A-Za-z0-9])(?P<name>" + _CRED_NAMES + r")"
+    r"(?P<sep>\s*=\s*|\s*:\s*)"
+    r"(?P<value>[A-Za-z0-9\-._~+/%!@*^]{3,}=*)",
+    re.IGNORECASE,
+)
+_CRED_COLON_OK = re.compile(
+    r"access[_\-]?token|refresh[_\-]?token|api[_\-]?key|apikey|client[_\-]?secret|secret[_\-]?key|password|passwd|pwd",
+    re.IGNORECASE,
+)
+# Generic names ("key", "token"...) say little: their value must look like a token (8+ chars,
+# letters and digits), and "sort_key=" / "page_token=" style compounds are not enough.
+_CRED_GENERIC = {"key", "token", "sig", "signature", "secret"}
+_PLACEHOLDERS = {"value", "xxx", "xxxx", "none", "null", "true", "false", "your_token", "your_key",
+                 "your_api_key", "your_password", "changeme", "redacted", "placeholder", "example"}
+# 密码/口令 followed by 是/为/: and an ASCII value.
+_CRED_ZH = re.compile(r"(?:密码|口令)(?:是|为|:)\s*(?P<value>[A-Za-z0-9\-._~+!@#$%^&*]{4,})")
+_BARE_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:"
+    r"gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
+    r"|github_pat_[A-Za-z0-9_]{22,}"  # GitHub fine-grained tokens
+    r"|sk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_\-]{20,}"  # OpenAI / Anthropic style
+    r"|sk_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id
+    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # JWT
+    r")(?![A-Za-z0-9_\-])"
+)
+
+
+# A number written as a term of arithmetic ("= 13812345678", "13812345678 × 2") is an answer,
+# not a phone or card. ("/" and "+" before are left out: "188.../189..." and "+86".)
+_MATH_BEFORE = re.compile(r"[=×÷*^≈]\s*$")
+_MATH_AFTER = re.compile(r"\s*[=×÷*^≈+]")
+
+
+def _in_math(norm: str, start: int, end: int) -> bool:
+    return bool(_MATH_BEFORE.search(norm, max(0, start - 3), start) or _MATH_AFTER.match(norm, end))
+
+
+# --- detectors: each yields (kind, start, end) in the normalised copy ---------------------
+
+Span = tuple[str, int, int]
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if ch.isdigit() or ch in "Xx")
+
+
+def _phones(norm: str) -> Iterator[Span]:
+    for m in _PHONE.finditer(norm):
+        if not _in_math(norm, m.start(), m.end()):
+            yield "PHONE", m.start(), m.end()
+
+
+def _landlines(norm: str) -> Iterator[Span]:
+    for m in _LANDLINE.finditer(norm):
+        yield "LANDLINE", m.start(), m.end()
+
+
+def _emails(norm: str) -> Iterator[Span]:
+    for m in _EMAIL.finditer(norm):
+        yield "EMAIL", m.start(), m.end()
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_id(number: str) -> bool:
+    number = number.upper()
+    if not ric.is_valid(number):
+        return False
+    born = datetime.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    return born <= datetime.date.today()
+
+
+def _ids(norm: str) -> Iterator[Span]:
+    for m in _ID.finditer(norm):
+        if _valid_id(_digits(m.group())) and not _in_math(norm, m.start(), m.end()):
+            yield "ID", m.start(), m.end()
+
+
+def _cards(norm: str) -> Iterator[Span]:
+    for m in _CARD.finditer(norm):
+        number = _digits(m.group())
+        if _in_math(norm, m.start(), m.end()):
+            continue
+        if _card_shape(number) and luhn.is_valid(number):
+            yield "BANK_CARD", m.start(), m.end()
+
+
+def _ips(norm: str) -> Iterator[Span]:
+    for m in _IPV4.finditer(norm):
+        try:
+            ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        if _VERSION_BEFORE.search(norm, max(0, m.start() - 12), m.start()) or _SECTION_AFTER.match(norm, m.end()):
+            continue
+        yield "IP", m.start(), m.end()
+    for m in _IPV6.finditer(norm):
+        candidate = m.group()
+        try:
+            ipaddress.IPv6Address(candidate)
+        except ValueError:
+            continue
+        # "::", "a::b" and the like are code (C++ / Rust paths), not addresses: ask for three
+        # groups, or two when the first is a full 4-hex-digit group ("fe80::1", "2001::1").
+        groups = [g for g in re.split(r"[:%]", candidate.split("%")[0]) if g]
+        if len(groups) >= 3 or (len(groups) == 2 and len(groups[0]) == 4):
+            yield "IP", m.start(), m.end()
+
+
+def _secrets(norm: str) -> Iterator[Span]:
+    for m in _URL_USERINFO.finditer(norm):
+        end = m.end()
+        while end > m.start() and norm[end - 1] in _URL_TRAILING:
+            end -= 1
+        yield "SECRET", m.start(), end
+    for m in _CRED.finditer(norm):
+        value = m.group("value").rstrip(".")
+        if ":" in m.group("sep") and not _CRED_COLON_OK.fullmatch(m.group("name")):
+            continue  # "key: name", "token: 3" - a YAML field or prose, not a credential
+        if m.group("name").lower() in _CRED_GENERIC and (
+            norm[m.start() - 1 : m.start()] == "_"
+            or len(value) < 8
+            or not (re.search(r"[0-9]", value) and re.search(r"[A-Za-z]", value))
+        ):
+            continue
+        if value.lower() in _PLACEHOLDERS or len(set(value.rstrip("="))) < 2 or value.startswith("http"):
+            continue
+        yield "SECRET", m.start("value"), m.start("value") + len(value)
+    for m in _CRED_ZH.finditer(norm):
+        yield "SECRET", m.start("value"), m.end("value")
+    for m in _BARE_TOKEN.finditer(norm):
+        yield "SECRET", m.start(), m.end()
+
+
+_DETECTORS: tuple[Callable[[str], Iterator[Span]], ...] = (_secrets, _emails, _ids, _cards, _phones, _landlines, _ips)
+
+
+# --- API -----------------------------------------------------------------------------------
+
+def find_pii(text: str) -> list[Finding]:
+    """Personal data in `text`, sorted by start, non-overlapping, offsets into `text` itself."""
+    norm, origin = _normalise(text)
+    spans = [span for detect in _DETECTORS for span in detect(norm)]
+    # Longest first, then the more specific kind; drop whatever overlaps a span already kept.
+    spans.sort(key=lambda s: (-(s[2] - s[1]), _RANK[s[0]], s[1]))
+    kept: list[Span] = []
+    for span in spans:
+        if all(span[2] <= k[1] or span[1] >= k[2] for k in kept):
+            kept.append(span)
+    findings = []
+    for kind, start, end in sorted(kept, key=lambda s: s[1]):
+        if origin is not None:
+            start, end = origin[start], origin[end - 1] + 1
+        findings.append(Finding(kind, start, end, text[start:end]))
+    return findings
+
+
+def _replace(text: str, render: Callable[[Finding], str]) -> tuple[str, Counter[str]]:
+    counts: Counter[str] = Counter()
+    out: list[str] = []
+    at = 0
+    for f in find_pii(text):
+        out += [text[at:f.start], render(f)]
+        at = f.end
+        counts[f.kind] += 1
+    out.append(text[at:])
+    return "".join(out), counts
+
+
+def scrub(text: str) -> tuple[str, Counter[str]]:
+    """`text` with every finding replaced by `<KIND>`, and how many of each kind were replaced."""
+    return _replace(text, lambda f: f"<{f.kind}>")
+
+
+def _mask_one(f: Finding) -> str:
+    """A hint of the value for public pages, never the value itself."""
+    value = unicodedata.normalize("NFKC", f.value)
+    digits = _digits(value)
+    if f.kind == "PHONE":
+        national = digits[-11:]
+        return f"{national[:3]}****{national[-4:]}"
+    if f.kind == "LANDLINE":
+        return "****" + digits[-2:] if len(digits) > 6 else "<LANDLINE>"
+    if f.kind == "EMAIL":
+        local, _, domain = value.partition("@")
+        return f"{local[0]}***@{domain}"
+    if f.kind == "BANK_CARD":
+        return "****" + digits[-4:]
+    if f.kind == "IP":
+        if ":" in value:
+            return value.split(":")[0] + ":****"
+        return ".".join(value.split(".")[:2]) + ".*.*"
+    return f"<{f.kind}>"  # ID, SECRET: no safe hint
+
+
+def mask(text: str) -> str:
+    """`text` with every finding masked, keeping a hint (138****5678, a***@example.com, ****1234)."""
+    return _replace(text, _mask_one)[0]
