@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "platform")]
 SET = ROOT / "tests" / "web" / "fixtures" / "pii_eval.jsonl"
 
-from curation.pii import KINDS, find_pii  # noqa: E402
+from intake.pii import KINDS, find_pii  # noqa: E402
 
 
 def load(path: Path = SET) -> list[dict]:

@@ -3,6 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 from intake.models import MODEL_VERSION_MAX, SCENARIO_MAX, TEXT_MAX, CaseLanguage, FeedbackCase
+from intake.pii import mask
 from intake.services import CaseInput
 from intake.validators import validate_clean_text, validate_http_url, validate_not_blank
 
@@ -77,6 +78,9 @@ class CaseSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+MASKED_FIELDS = ("prompt", "expected_output")
+
+
 class PublicRequestSerializer(serializers.ModelSerializer):
     class Meta:
         model = FeedbackCase
@@ -92,3 +96,10 @@ class PublicRequestSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: FeedbackCase) -> dict[str, Any]:
+        # A public list: personal data people typed goes out masked, as on the public pages.
+        data = super().to_representation(instance)
+        for name in MASKED_FIELDS:
+            data[name] = mask(data[name] or "")
+        return data

@@ -100,10 +100,13 @@ def my_cases(request: HttpRequest) -> HttpResponse:
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     case = _visible_case_or_404(request, case_id)
     is_author = request.user.is_authenticated and case.author_id == request.user.pk
+    insider = is_author or user_is_maintainer(user=request.user)
     context = {
         "case": case,
         "is_author": is_author,
-        "events": case_events(case=case) if is_author or user_is_maintainer(user=request.user) else None,
+        # Personal data a contributor typed is shown masked to everyone but them and the maintainers.
+        "reveal": insider,
+        "events": case_events(case=case) if insider else None,
         "triage_form": TriageForm(),
         "voted": case.pk in case_ids_voted_by(user=request.user, case_ids=[case.pk]),
         "votable": case.status in PUBLIC_STATUSES,

@@ -1,4 +1,4 @@
-"""curation.pii: the personal-data detector (pure: no database, no Django)."""
+"""intake.pii: the personal-data detector (pure: no database, no Django)."""
 
 import dataclasses
 import itertools
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.pii import KINDS, Finding, find_pii, mask, scrub
+from intake.pii import KINDS, Finding, find_pii, mask, scrub
 
 EVAL_SET = Path(__file__).parent / "fixtures" / "pii_eval.jsonl"
 

@@ -30,6 +30,7 @@ from curation.models import DatasetBatch, DatasetVersion, DatasetVersionStatus
 from curation.selectors import case_pk_for_row, dataset_rows_for_batch, dataset_version_abspath
 from curation.services.batches import APPROVE_PERMISSION
 from curation.services.transitions import BUILD_JOB, dataset_version_transition
+from intake.pii import scrub
 
 # Share of each scenario's cases held out for evaluation (at least one when it has two or more);
 # a case's example pairs are never split between train and eval.
@@ -132,7 +133,8 @@ def _size_category(n: int) -> str:
     return "100K<n<1M"
 
 
-def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]], content_hash: str) -> str:
+def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]], content_hash: str,
+                  replaced: Counter[str]) -> str:
     rows = [row for name in SPLITS for row in splits[name]]
     licenses = sorted({row["license"].lower() for row in rows})
     languages = sorted({code for row in rows for code in HF_LANGUAGES.get(row["language"], [])})
@@ -168,11 +170,27 @@ def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]
         "licenses": licenses,
         "scenarios": [(s, c["train"], c["eval"]) for s, c in sorted(counts.items())],
         "eval_percent": round(100 * EVAL_FRACTION),
+        "replaced": sorted(replaced.items()),
     }
     return render_to_string("curation/dataset_card.md", context)
 
 
-def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def dataset_rows_scrubbed(*, rows: Rows) -> tuple[Rows, Counter[str]]:
+    """The rows with personal data in their prompt and response replaced by typed placeholders
+    (`<PHONE>`, `<ID>`, ... from `intake.pii`), and how many of each kind were replaced."""
+    replaced: Counter[str] = Counter()
+    scrubbed = []
+    for row in rows:
+        clean = dict(row)
+        for name in ("prompt", "response"):
+            clean[name], counts = scrub(row[name])
+            replaced.update(counts)
+        scrubbed.append(clean)
+    return scrubbed, replaced
+
+
+def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]],
+                   replaced: Counter[str]) -> dict[str, Any]:
     # Imported here: `datasets` is slow to import and only the builder (a worker) needs it.
     import datasets
 
@@ -187,7 +205,7 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
     dataset.save_to_disk(str(folder))
     content_hash = dataset_content_hash(splits=splits)
     (folder / "README.md").write_text(
-        _dataset_card(batch=batch, splits=splits, content_hash=content_hash), encoding="utf-8"
+        _dataset_card(batch=batch, splits=splits, content_hash=content_hash, replaced=replaced), encoding="utf-8"
     )
     manifest = {
         "name": batch.name,
@@ -197,6 +215,8 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
         "splits": {name: len(splits[name]) for name in SPLITS},
         "scenarios": dict(sorted(Counter(row["scenario"] for name in SPLITS for row in splits[name]).items())),
         "content_hash": content_hash,
+        # What the scrubber replaced, per kind of personal data (rows hold `<PHONE>`, `<ID>`, ... instead).
+        "personal_data_replaced": dict(sorted(replaced.items())),
         "content_hash_method": "sha256 of canonical JSON {split: [rows sorted by id]}, keys sorted, UTF-8",
         "files": _file_hashes(folder),
     }
@@ -259,8 +279,9 @@ def dataset_version_build(*, version_id: int) -> DatasetVersion:
         _remove_leftovers(root=root, batch=batch, keep=building)
         shutil.rmtree(building, ignore_errors=True)
         building.mkdir()
-        splits = dataset_split(rows=dataset_rows_for_batch(batch=batch))
-        manifest = _write_dataset(folder=building, batch=batch, splits=splits)
+        rows, replaced = dataset_rows_scrubbed(rows=dataset_rows_for_batch(batch=batch))
+        splits = dataset_split(rows=rows)
+        manifest = _write_dataset(folder=building, batch=batch, splits=splits, replaced=replaced)
         return _install(version_id=version_id, attempt=attempt, built=building, manifest=manifest)
     except ClaimLost:
         return DatasetVersion.objects.get(pk=version_id)
