@@ -5,9 +5,16 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from intake.models import CaseLanguage, CaseSource, CaseStatus, FeedbackCase
+from intake.pii import KIND_NAMES, Finding, find_pii, mask
 from intake.selectors import CaseFilters
 from intake.services import CaseInput, validate_idempotency_key
 from intake.validators import validate_clean_text, validate_tags
+
+
+def _described(finding: Finding) -> str:
+    # A hint of which value is meant, never a secret or an ID number in full (even to their author: screens are shared).
+    hint = "" if finding.kind in ("SECRET", "ID") else f" ({mask(finding.value)})"
+    return KIND_NAMES[finding.kind] + hint
 
 
 class CaseForm(forms.ModelForm):
@@ -22,6 +29,12 @@ class CaseForm(forms.ModelForm):
     license_consent = forms.BooleanField(
         required=True,
         label="I agree to share this case under the CC-BY-4.0 data license, for training and publishing open models.",
+    )
+    # Hidden until the text holds personal data: then the form comes back with a warning and this box.
+    personal_data_ok = forms.BooleanField(
+        required=False,
+        widget=forms.HiddenInput,
+        label="Submit it as it is: the personal data stays visible to me and the maintainers only.",
     )
 
     class Meta:
@@ -45,6 +58,19 @@ class CaseForm(forms.ModelForm):
         tags = [tag.strip() for tag in self.cleaned_data["tags_text"].replace("，", ",").split(",") if tag.strip()]
         validate_tags(tags)
         return tags
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        texts = [cleaned.get(name) or "" for name in ("scenario", "prompt", "bad_output", "expected_output")]
+        found = [finding for text in texts for finding in find_pii(text)]
+        if found and not cleaned.get("personal_data_ok"):
+            self.fields["personal_data_ok"].widget = forms.CheckboxInput()
+            shown = ", ".join(dict.fromkeys(_described(finding) for finding in found))
+            self.add_error(None, ValidationError(
+                f"Your text seems to hold personal data: {shown}. Others would see it masked, and the training "
+                "data gets a placeholder instead, but it is safer to remove it. To send it as it is, tick the box "
+                "below and submit again.", code="personal_data"))
+        return cleaned
 
     def to_input(self) -> CaseInput:
         return CaseInput.from_cleaned(self.cleaned_data, tags=self.cleaned_data["tags_text"])

@@ -105,6 +105,9 @@ class FeedbackCase(models.Model):
     language = models.CharField(max_length=10, choices=CaseLanguage.choices, default=CaseLanguage.ZH)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     model_version = models.CharField(max_length=MODEL_VERSION_MAX, blank=True, validators=[validate_clean_text])
+    # The kinds of personal data found in its text (`intake.pii`: "PHONE", "ID", ...), kept in sync by the
+    # services: triage sees the flag, public pages show the values masked, dataset versions scrub them.
+    personal_data = models.JSONField(default=list, db_default=[], blank=True)
     license_consent = models.BooleanField(default=False)
     data_license = models.CharField(max_length=40, default=DATA_LICENSE)
 

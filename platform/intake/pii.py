@@ -50,6 +50,12 @@ from stdnum import luhn
 from stdnum.cn import ric
 
 KINDS = ("PHONE", "LANDLINE", "EMAIL", "ID", "BANK_CARD", "IP", "SECRET")
+# What each kind is called when people are told about it.
+KIND_NAMES = {
+    "PHONE": "a mobile number (手机号)", "LANDLINE": "a phone number (电话)", "EMAIL": "an e-mail address (邮箱)",
+    "ID": "a resident ID number (身份证号)", "BANK_CARD": "a bank card number (银行卡号)", "IP": "an IP address",
+    "SECRET": "a password or access token (密码/令牌)",
+}
 # Tie-break for overlapping spans of equal length: the first here wins.
 _RANK = {kind: i for i, kind in enumerate(("SECRET", "EMAIL", "ID", "BANK_CARD", "PHONE", "LANDLINE", "IP"))}
 

@@ -74,6 +74,7 @@ class CaseSerializer(serializers.ModelSerializer):
         fields = [
             "id", "uid", "source", "source_url", "status", "status_reason", "duplicate_of", "scenario", "prompt",
             "bad_output", "expected_output", "language", "tags", "model_version", "vote_count", "created_at",
+            "personal_data",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
 from intake.models import IDEMPOTENCY_KEY_MAX, REASON_MAX, CaseEvent, CaseSource, CaseStatus, CaseVote, FeedbackCase
+from intake.pii import find_pii
 from intake.selectors import case_has_training_example
 
 S = CaseStatus
@@ -85,10 +86,14 @@ class CaseInput:
         )  # fmt: skip
 
 
-def _search_text(case: FeedbackCase) -> str:
+def _case_texts(case: FeedbackCase) -> list[str]:
     # Called after validation: every extra example is an {"input", "output"} pair of strings.
     extras = [pair[key] for pair in case.extra_examples for key in ("input", "output")]
-    return "\n".join([case.scenario, case.prompt, case.bad_output, case.expected_output, *extras]).lower()
+    return [case.scenario, case.prompt, case.bad_output, case.expected_output, *extras]
+
+
+def _search_text(case: FeedbackCase) -> str:
+    return "\n".join(_case_texts(case)).lower()
 
 
 def _check_may_transition(
@@ -211,6 +216,7 @@ def _validated_case(*, case: FeedbackCase) -> FeedbackCase:
     case.tags = [tag.strip() for tag in case.tags]
     case.full_clean(exclude=["author", "duplicate_of"], validate_unique=True)
     case.search_text = _search_text(case)
+    case.personal_data = sorted({finding.kind for text in _case_texts(case) for finding in find_pii(text)})
     return case
 
 
@@ -342,7 +348,7 @@ def case_answer_info_request(*, case: FeedbackCase, actor: User, data: CaseInput
     _validated_case(case=locked)
     after = _case_fields_for_compare(locked)
     changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
-    locked.save(update_fields=[*before.keys(), "model_version", "search_text", "updated_at"])
+    locked.save(update_fields=[*before.keys(), "model_version", "search_text", "personal_data", "updated_at"])
     CaseEvent.objects.create(case=locked, actor=actor, action="edited", changes=changed)
     return case_transition(case=locked, to_status=S.NEW, actor=actor, note="Information added by the author.")
 
@@ -387,7 +393,7 @@ def case_update_from_source(*, case: FeedbackCase, data: CaseInput, note: str = 
     after = {**_case_fields_for_compare(locked), "extra_examples": locked.extra_examples}
     changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
     if changed:
-        fields = [*before.keys(), "model_version", "license_consent", "search_text", "updated_at"]
+        fields = [*before.keys(), "model_version", "license_consent", "search_text", "personal_data", "updated_at"]
         locked.save(update_fields=fields)
         CaseEvent.objects.create(case=locked, actor=None, action="edited", note=note, changes=changed)
     return changed

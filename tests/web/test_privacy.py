@@ -74,3 +74,33 @@ def test_a_dataset_version_holds_placeholders_and_counts_them(
     assert "| `<PHONE>` | 2 |" in card and "| `<ID>` | 1 |" in card
     # The stored case keeps what its author typed; only the dataset is scrubbed.
     assert PHONE in FeedbackCase.objects.get(pk=accepted.pk).prompt
+
+
+def test_the_form_warns_before_submitting_personal_data_and_keeps_what_was_typed(
+    contributor: User, maintainer: User, client_for
+) -> None:
+    browser = client_for(contributor)
+    form = {"scenario": PERSONAL.scenario, "prompt": PERSONAL.prompt, "bad_output": PERSONAL.bad_output,
+            "expected_output": PERSONAL.expected_output, "language": "zh", "license_consent": "on"}
+    page = browser.post(reverse("intake:submit"), form).content.decode()
+    assert not FeedbackCase.objects.exists()  # warned, nothing stored
+    assert "seems to hold personal data" in page and "138****5678" in page and "身份证号" in page
+    assert ID not in page.split("seems to hold personal data")[1].split("</ul>")[0]  # an ID is never echoed
+    assert 'type="checkbox" name="personal_data_ok"' in page and PHONE in page  # the typed text comes back
+    response = browser.post(reverse("intake:submit"), {**form, "personal_data_ok": "on"})
+    case = FeedbackCase.objects.get()
+    assert response.status_code == 302 and case.personal_data == ["EMAIL", "ID", "PHONE"]
+    triage = client_for(maintainer).get(reverse("intake:triage")).content.decode()
+    assert "personal data: EMAIL, ID, PHONE" in triage
+    # Text without personal data goes straight through and is not flagged.
+    clean = {**form, "prompt": "小明有3个苹果，又买了5个，一共有几个？", "expected_output": "3 + 5 = 8，一共8个。"}
+    assert browser.post(reverse("intake:submit"), clean).status_code == 302
+    assert FeedbackCase.objects.exclude(pk=case.pk).get().personal_data == []
+
+
+def test_the_api_flags_personal_data(contributor: User, client_for) -> None:
+    body = {"scenario": PERSONAL.scenario, "prompt": PERSONAL.prompt, "expected_output": PERSONAL.expected_output,
+            "language": "zh", "license_consent": True}
+    response = client_for(contributor).post("/api/v1/cases/", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["personal_data"] == ["EMAIL", "ID", "PHONE"]
