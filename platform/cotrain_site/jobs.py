@@ -231,13 +231,10 @@ def job_sweep(job: Job[M], *, on_stale: Callable[[M], T], on_lost: Callable[[M],
                     outcomes.append(handle(row))
         return outcomes
 
-    def resend(row: M) -> bool:
-        job_send(job, row)
-        return True
-
     stale = each(job_ids_stale(job), lambda: job.working & job.stale(), on_stale)
-    lost = each(job_ids_lost(job), job.lost, on_lost or resend)
-    return stale, lost
+    if on_lost is None:
+        return stale, [job_resend_lost(job, pk=pk) for pk in job_ids_lost(job)]
+    return stale, each(job_ids_lost(job), job.lost, on_lost)
 
 
 def job_retry(job: Job[M], row: M, *, failed: str, requeue: Callable[[M, str], M], label: str, noun: str) -> M:

@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -58,19 +60,26 @@ def priorities(request: HttpRequest) -> HttpResponse:
     return render(request, "ghsync/priorities.html", context)
 
 
+def _retry_and_show(request: HttpRequest, retry: Callable[[], object], *, what: str, done: str) -> HttpResponse:
+    """A maintainer's retry button on the priorities page: do it, say so (or why not), back to the page."""
+    try:
+        retry()
+        messages.success(request, done)
+    except ObjectDoesNotExist as exc:
+        raise Http404(f"No such {what}.") from exc
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("ghsync:priorities")
+
+
 @login_required
 @permission_required(TRIAGE_PERMISSION, raise_exception=True)
 @require_POST
 def delivery_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """A maintainer processes a failed webhook delivery again."""
-    try:
-        services.delivery_reprocess(delivery_id=pk, why=f"processed again by {request.user}")
-        messages.success(request, "The delivery is queued to be processed again.")
-    except ObjectDoesNotExist as exc:
-        raise Http404("No such delivery.") from exc
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("ghsync:priorities")
+    return _retry_and_show(request, lambda: services.delivery_reprocess(delivery_id=pk,
+                                                                        why=f"processed again by {request.user}"),
+                           what="delivery", done="The delivery is queued to be processed again.")
 
 
 @login_required
@@ -78,11 +87,5 @@ def delivery_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def comment_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """A maintainer tries a failed GitHub post again (the marker is looked for first: never posted twice)."""
-    try:
-        services.comment_retry(comment_id=pk)
-        messages.success(request, "The post is queued to be tried again.")
-    except ObjectDoesNotExist as exc:
-        raise Http404("No such post.") from exc
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("ghsync:priorities")
+    return _retry_and_show(request, lambda: services.comment_retry(comment_id=pk), what="post",
+                           done="The post is queued to be tried again.")

@@ -20,9 +20,12 @@ from training.models import Evaluation, EvaluationStatus, RunStatus, TrainingRun
 from training.recipes import Recipe, recipe_from_json, run_config_build
 from training.selectors import run_dir_abspath
 from training.services import (
+    EVALUATION_JOB,
     RUN_JOB,
     ClaimLost,
     evaluation_claim,
+    evaluation_fail,
+    evaluation_on_stale,
     evaluation_override,
     evaluation_record,
     evaluation_verdict,
@@ -247,6 +250,23 @@ def _evaluation_running(version: DatasetVersion, maintainer: User) -> Evaluation
     run = run_claim(run_id=_start(version, maintainer).pk, worker="w1")
     run_finish(run=run, status=RunStatus.SUCCEEDED, result={"steps": 8})
     return evaluation_claim(run_id=run.pk)
+
+
+def test_an_evaluation_taken_over_can_record_neither_its_verdict_nor_its_failure(
+    version: DatasetVersion, maintainer: User, base: str
+) -> None:
+    first = _evaluation_running(version, maintainer)
+    Evaluation.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert job_sweep(EVALUATION_JOB, on_stale=evaluation_on_stale) == ([True], [])
+    second = evaluation_claim(run_id=first.run_id)
+    assert second is not None and second.attempt == 2
+    with pytest.raises(ClaimLost):
+        evaluation_fail(evaluation=first, error="the first worker woke up and crashed")
+    with pytest.raises(ClaimLost):
+        evaluation_record(evaluation=first, cases=_comparison(_summary(3.0, 0, 10), _summary(2.0, 0, 20)),
+                          general=_comparison(_summary(3.0, 0, 20), _summary(3.0, 0, 20)))
+    second.refresh_from_db()
+    assert (second.status, second.attempt, second.verdict) == (EvaluationStatus.RUNNING, 2, "")
 
 
 def test_blocked_evaluation_needs_permission_and_a_reason_to_override(version: DatasetVersion, maintainer: User,

@@ -224,7 +224,6 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
     return manifest
 
 
-@transaction.atomic
 def _claim(*, version_id: int) -> DatasetVersion | None:
     """Take the next build attempt, or None: ready, or a live build holds it (a duplicate message)."""
     return job_claim(BUILD_JOB, pk=version_id, claim=lambda version: dataset_version_transition(

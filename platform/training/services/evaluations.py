@@ -35,11 +35,11 @@ CHRF_TIE = 1e-6
 
 def evaluation_claim(*, run_id: int) -> Evaluation | None:
     """Take the evaluation of a succeeded run (creating it if needed); None when there is nothing to do."""
-    if TrainingRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).exists():
-        Evaluation.objects.get_or_create(run_id=run_id)
     evaluation = Evaluation.objects.filter(run_id=run_id).only("pk").first()
     if evaluation is None:
-        return None
+        if not TrainingRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).exists():
+            return None
+        evaluation, _ = Evaluation.objects.get_or_create(run_id=run_id)
     # Running elsewhere, or already decided: nothing to do (the sweeper queues a silent one again).
     return job_claim(EVALUATION_JOB, pk=evaluation.pk,
                      claim=lambda row: evaluation_transition(evaluation=row, to_status=EvaluationStatus.RUNNING))
