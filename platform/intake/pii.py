@@ -4,11 +4,16 @@ A pure module (standard library and python-stdnum only), so that intake and the 
 builds can both call it. Each kind is one compiled pattern plus, where the shape alone is
 not enough, a validator:
 
-    PHONE      mainland mobile, 1[3-9]x + 8 digits, optional +86/0086/(+86), 3-4-4 grouping
-    LANDLINE   area code 010/02x/0xxx + 7-8 digits, with "-", a space or (parentheses)
+    PHONE      mainland mobile, 1[3-9]x + 8 digits, optional +86/0086/(+86), 3-4-4 grouping; may be
+               glued to a label ("tel13812345678", "wx13812345678", see "Labels" below)
+    LANDLINE   area code 010/02x/0xxx + 7-8 digits, with "-", a space or (parentheses); written
+               without a separator ("01062345678") only with a real area code, a local number not
+               starting with 0/1, and evidence: a phone word just before it or a "转801" extension
     EMAIL      ASCII address; full-width "＠" works through normalisation
     ID         18-character resident ID (also 6-8-4 grouped): stdnum.cn.ric (checksum, birth date,
-               region) and not born in the future; old 15-digit IDs are not detected
+               region) and not born in the future. Old 15-digit IDs (region + YYMMDD + 3, no
+               checksum; also 6-6-3 grouped) only with a province prefix, a real 19YY date, a region
+               code that existed while they were issued, and an ID word just before them
     BANK_CARD  13-19 digits (groups of 4 allowed), a card network's prefix and length, stdnum.luhn
     IP         IPv4 / IPv6, validated by `ipaddress`
     SECRET     URLs with user:password@, credential parameters (token=, api_key=, password=...),
@@ -28,6 +33,21 @@ is an arithmetic answer. This is what keeps order numbers, timestamps, prices, l
 answers and hashes out. Dotted quads after "第"/"版本"/"version" or before "节"/"条" are
 section or version numbers, not IPs.
 
+Labels. The one exception to "no ASCII letter before": a phone number may be glued to a label
+that says what it is, as a whole word and case-insensitive, directly or through one "-":
+tel/phone/telephone/cellphone/cell/mobile/mob and the WeChat ones wx/vx/weixin/wechat/whatsapp
+(a WeChat id is often the phone number); a landline only to tel/phone/telephone/fax. Any other
+letters ("order", "id", "sn", "hotel", a hex hash, "user_tel") still make the digits part of a
+code, and so does "qq": a QQ number is an account number, not a phone.
+
+Weak shapes need context. 15 digits and 11-12 digits starting with 0 are also common lengths
+of order, tracking and invoice numbers, so old IDs and landlines without a separator are only
+reported next to a word that names them (`_ID_CONTEXT`, `_LANDLINE_CONTEXT`): it must end at
+most 10 characters before the number, with no digit, sentence end or other kind of number
+("订单", "单号", "编号", "卡号", "QQ", "order", "tracking"...) in between. The shapes alone
+(valid region and date; valid area code) are checked too: a keyword does not make any number
+an ID or a phone.
+
 Overlaps. Detectors run independently; `find_pii` then keeps the longest span first and, for
 equal lengths, the more specific kind (the order of `_RANK`: SECRET, EMAIL, ID, BANK_CARD,
 PHONE, LANDLINE, IP), dropping anything that overlaps a span already kept. So the phone in
@@ -46,7 +66,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from stdnum import luhn
+from stdnum import luhn, numdb
 from stdnum.cn import ric
 
 KINDS = ("PHONE", "LANDLINE", "EMAIL", "ID", "BANK_CARD", "IP", "SECRET")
@@ -96,10 +116,67 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
 # Not inside a longer number, word, decimal, date or price (see the module docstring).
 _NUM_BEFORE = r"(?<![0-9A-Za-z_])(?<![0-9]\.)(?<![0-9A-Za-z]-)(?<![¥$€£])"
 _NUM_AFTER = r"(?![0-9A-Za-z_])(?!\.[0-9])(?!-[0-9A-Za-z])"
+# The same, except that ASCII letters (or letters and "-") may come before: `_label_ok` then
+# decides whether they are a label ("tel", "wx") or the start of a code ("order", "abc").
+_NUM_BEFORE_LABEL = r"(?<![0-9_])(?<![0-9]\.)(?<![0-9]-)(?<![¥$€£])"
+# Each number pattern starts with a look-ahead for the characters it can start with: the same
+# matches, but the engine skips most positions before it tries the look-behinds (~1.3x faster).
+
+# Labels a number may be glued to (see "Labels" in the module docstring). "qq" is left out on
+# purpose: "qq13812345678" is a QQ account, which the sentence may well mean.
+_PHONE_LABELS = frozenset({"tel", "phone", "telephone", "cellphone", "cell", "mobile", "mob",
+                           "wx", "vx", "weixin", "wechat", "whatsapp"})
+_LANDLINE_LABELS = frozenset({"tel", "phone", "telephone", "fax"})
+_LONGEST_LABEL = max(map(len, _PHONE_LABELS | _LANDLINE_LABELS))
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ASCII_WORD = _ASCII_LETTERS | frozenset("0123456789_")
+
+
+def _label_ok(norm: str, start: int, labels: frozenset[str]) -> bool:
+    """False when ASCII letters touch the number at `start` (directly or through one "-") and
+    they are not, as a whole word, one of `labels`."""
+    end = start - 1 if norm[start - 1 : start] == "-" else start
+    i = end
+    while i > 0 and norm[i - 1] in _ASCII_LETTERS and end - i <= _LONGEST_LABEL:
+        i -= 1
+    if i == end:
+        return True  # no letters (digits and "_" are refused by the pattern itself)
+    if i > 0 and norm[i - 1] in _ASCII_WORD:
+        return False  # a longer word or identifier: "hotel", "mytel", "user_tel", "0xtel"
+    return norm[i:end].lower() in labels
+
+
+# What names an old ID or a glued landline must stand right before it (see the module
+# docstring): at most 10 characters between, none a digit, a line or sentence end, or the
+# start of another kind of number. "(15位)" may come between an ID word and the number.
+_CONTEXT_BREAK = (
+    r"订单|单号|编号|工单|流水|卡号|银行卡|信用卡|账号|帐号|快递|快件|包裹|运单|物流|批次|序号|学号|工号|准考证|护照|发票|"
+    r"qq|order|tracking|serial|invoice|passport"
+)
+_CONTEXT_GAP = r"(?:(?:15|十五)位|(?!" + _CONTEXT_BREAK + r")[^0-9。；;!?！？\n]){0,10}\Z"
+_ID_CONTEXT = re.compile(
+    r"(?:身份证|身份證|身份号码|身份號碼|证件|證件"
+    r"|(?<![A-Za-z])(?:id|identity)[ \-]?(?:card|no|number|num|#)(?![A-Za-z])"
+    r"|(?<![A-Za-z])(?:national|resident|citizen)[ \-]id(?![A-Za-z]))"
+    + _CONTEXT_GAP,
+    re.IGNORECASE,
+)
+_LANDLINE_CONTEXT = re.compile(
+    r"(?:电话|電話|座机|固话|联系方式|热线|总机|传真|分机|拨|致电|来电|请打|打给"
+    r"|(?<![A-Za-z])(?:tel|phone|telephone|fax|call|landline|office)(?![A-Za-z]))"
+    + _CONTEXT_GAP,
+    re.IGNORECASE,
+)
+_CONTEXT_WINDOW = 40  # searched before a number: the longest word (15), a 10-character gap, "(15位)"
+
+
+def _named(context: re.Pattern[str], norm: str, start: int) -> bool:
+    return bool(context.search(norm, max(0, start - _CONTEXT_WINDOW), start))
 
 # Mobile: optional country code, then 1[3-9]x-xxxx-xxxx with optional "-" or " " between groups.
 _PHONE = re.compile(
-    _NUM_BEFORE
+    r"(?=[0-9+(])"
+    + _NUM_BEFORE_LABEL
     + r"(?:(?:\+|00)86[ \-]?|\(\+?86\)[ \-]?|86[ \-])?"
     + r"1[3-9][0-9](?:(?:[ \-]?[0-9]{4}){2}|\.[0-9]{4}\.[0-9]{4})"  # dots only as 3.4.4, not a decimal
     + _NUM_AFTER
@@ -112,12 +189,40 @@ _PHONE = re.compile(
 _LOCAL = r"[1-9][0-9]{2,3}[ \-]?[0-9]{4}"
 _AREA = r"(?:0(?:10|2[0-9])|0[3-9][0-9]{2})"
 _LANDLINE = re.compile(
-    _NUM_BEFORE
+    r"(?=[0(+])"
+    + _NUM_BEFORE_LABEL
     + r"(?:\(" + _AREA + r"\)[ \-]?|" + _AREA + r"[ \-]|\+86[ \-]?\(?(?:10|2[0-9]|[3-9][0-9]{2})\)?[ \-])"
     + _LOCAL
     + r"(?:(?:-|转)[0-9]{1,5})?"
     + _NUM_AFTER
 )
+# Landline without a separator: 11-12 digits from a "0", split and checked by `_glued_landline`.
+_LANDLINE_GLUED = re.compile(
+    r"(?=0)" + _NUM_BEFORE_LABEL + r"(?P<number>0[1-9][0-9]{9,10})(?P<ext>(?:-|转)[0-9]{1,5})?" + _NUM_AFTER
+)
+# Area codes in use (and 0732/0733, merged into 0731 in 2009), as ranges: 010, 02x without the
+# unused 026, and the 03xx-09xx codes of the provinces' cities and prefectures.
+_AREA_RANGES = (
+    "310-319 335 349-359 370-379 391-398 410-419 421 427 429 431-439 451-459 464 467-469 "
+    "470-479 482-483 510-519 523 527 530-539 543 546 550-559 561-566 570-580 591-599 631-635 "
+    "660-663 668 691-692 701 710-719 722 724 728 730-739 743-746 750-760 762-763 766 768-769 "
+    "770-779 790-799 812-813 816-818 825-827 830-839 851-859 870-879 883 886-888 891-898 "
+    "901-903 906 908-909 911-917 919 930-939 941 943 951-955 970-977 979 990-999"
+)
+_AREA_CODES = frozenset(
+    f"{n:04d}"
+    for part in _AREA_RANGES.split()
+    for lo, _, hi in [part.partition("-")]
+    for n in range(int(lo), int(hi or lo) + 1)
+) | {"010", *(f"02{d}" for d in "012345789")}
+
+
+def _glued_landline(number: str) -> bool:
+    """010/02x + 8 digits, or a 4-digit area code + 7-8 digits; the local number not from 0 or 1."""
+    area = number[:3] if number[1] in "12" else number[:4]
+    local = number[len(area) :]
+    return area in _AREA_CODES and local[0] not in "01" and (len(local) == 8 or (len(area), len(local)) == (4, 7))
+
 
 # Email: a common TLD or any two-letter country code, so that code like "x@self.weight" or
 # "pkg@1.2.3" is not an address.
@@ -137,16 +242,31 @@ _EMAIL = re.compile(
 # Resident ID: region (6) + birth date yyyymmdd + sequence (3) + check (digit or X), optionally
 # written 6-8-4 with spaces or dashes.
 _ID = re.compile(
-    _NUM_BEFORE
+    r"(?=[1-9])"
+    + _NUM_BEFORE
     + r"[1-9][0-9]{5}(?P<sep>[ \-]?)"
     + r"(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
     + r"(?P=sep)[0-9]{3}[0-9Xx]"
     + _NUM_AFTER
 )
+# Old 15-digit ID: province (11-15, 21-23, 31-37, 41-46, 50-54, 61-65) + 4 more region digits,
+# then yymmdd (19yy) and a 3-digit sequence; no check digit. Optionally 6-6-3 grouped.
+_ID15 = re.compile(
+    r"(?=[1-6])"
+    + _NUM_BEFORE
+    + r"(?:1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5])[0-9]{4}(?P<sep>[ \-]?)"
+    + r"[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    + r"(?P=sep)[0-9]{3}"
+    + _NUM_AFTER
+)
+# 15-digit numbers were given out from 1984 until the 18-digit standard (1999) and the second-
+# generation cards (2004): their region code is one that existed then, whatever the birth year.
+_OLD_ID_ISSUED = (1984, 2004)
 
 # Bank card: contiguous 13-19 digits, 4-4-4-4(-1..4) groups, or Amex 4-6-5.
 _CARD = re.compile(
-    _NUM_BEFORE
+    r"(?=[0-9])"
+    + _NUM_BEFORE
     + r"(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{5})"
     + _NUM_AFTER
 )
@@ -238,13 +358,22 @@ def _digits(s: str) -> str:
 
 def _phones(norm: str) -> Iterator[Span]:
     for m in _PHONE.finditer(norm):
-        if not _in_math(norm, m.start(), m.end()):
+        if _label_ok(norm, m.start(), _PHONE_LABELS) and not _in_math(norm, m.start(), m.end()):
             yield "PHONE", m.start(), m.end()
 
 
 def _landlines(norm: str) -> Iterator[Span]:
     for m in _LANDLINE.finditer(norm):
-        yield "LANDLINE", m.start(), m.end()
+        if _label_ok(norm, m.start(), _LANDLINE_LABELS):
+            yield "LANDLINE", m.start(), m.end()
+    for m in _LANDLINE_GLUED.finditer(norm):
+        if (
+            _glued_landline(m.group("number"))
+            and _label_ok(norm, m.start(), _LANDLINE_LABELS)
+            and ((m.group("ext") or "").startswith("转") or _named(_LANDLINE_CONTEXT, norm, m.start()))
+            and not _in_math(norm, m.start(), m.end())
+        ):
+            yield "LANDLINE", m.start(), m.end()
 
 
 def _emails(norm: str) -> Iterator[Span]:
@@ -255,15 +384,45 @@ def _emails(norm: str) -> Iterator[Span]:
 @functools.lru_cache(maxsize=4096)
 def _valid_id(number: str) -> bool:
     number = number.upper()
-    if not ric.is_valid(number):
+    try:
+        if not ric.is_valid(number):
+            return False
+    except KeyError:  # python-stdnum 2.2: a known province with an unknown county ("112914...")
         return False
     born = datetime.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     return born <= datetime.date.today()
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_old_id(number: str) -> bool:
+    """Birth date 19yymmdd is a date, and the region code was in use while 15-digit IDs were issued."""
+    try:
+        datetime.date(1900 + int(number[6:8]), int(number[8:10]), int(number[10:12]))
+    except ValueError:
+        return False
+    # The region table stdnum.cn.ric checks 18-digit IDs with; its county names carry the
+    # years they were in use: "朝阳区", "[1983-]邢台市", "[1983-2019]桥东区,[2020-]襄都区".
+    info = {k: v for _, props in numdb.get("cn/loc").info(number[:6]) for k, v in props.items()}
+    first, last = _OLD_ID_ISSUED
+    for county in info.get("county", "").split(","):
+        if county and not county.startswith("["):
+            return True
+        years = re.match(r"\[([0-9]*)-([0-9]*)\]", county)
+        if years and int(years[1] or first) <= last and int(years[2] or last) >= first:
+            return True
+    return False
+
+
 def _ids(norm: str) -> Iterator[Span]:
     for m in _ID.finditer(norm):
         if _valid_id(_digits(m.group())) and not _in_math(norm, m.start(), m.end()):
+            yield "ID", m.start(), m.end()
+    for m in _ID15.finditer(norm):
+        if (
+            _valid_old_id(_digits(m.group()))
+            and _named(_ID_CONTEXT, norm, m.start())
+            and not _in_math(norm, m.start(), m.end())
+        ):
             yield "ID", m.start(), m.end()
 
 

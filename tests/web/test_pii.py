@@ -42,6 +42,48 @@ POSITIVES = [
     ("AWS key AKIAIOSFODNN7EXAMPLE 泄露了", "SECRET", "AKIAIOSFODNN7EXAMPLE"),
     ("slack: xoxb-1234567890-0987654321-AbCdEfGhIjKl", "SECRET", "xoxb-1234567890-0987654321-AbCdEfGhIjKl"),
     ("我的密码是Abc12345，别告诉别人", "SECRET", "Abc12345"),
+    # Old 15-digit IDs: province prefix, a 19yymmdd date, a region code in use while they were
+    # issued, and an ID word just before.
+    ("身份证号110105491231002，请核对", "ID", "110105491231002"),
+    ("老身份证号码是310104820703246", "ID", "310104820703246"),
+    ("证件号：440305880611234", "ID", "440305880611234"),
+    ("身份证号码（15位）：370102720101003", "ID", "370102720101003"),
+    ("一代身份证 420102 591010 021 还能用吗", "ID", "420102 591010 021"),
+    ("ID card no. 320102650815123, expired", "ID", "320102650815123"),
+    ("Resident ID: 330106690317012", "ID", "330106690317012"),
+    ("身份證號碼 610113550505052", "ID", "610113550505052"),
+    # Region 130500 only exists since 1983: fine for a 15-digit ID issued later to someone born in 1950.
+    ("身份证号码：１３０５００５００１０１１２３", "ID", "１３０５００５００１０１１２３"),
+    # Landlines without a separator: real area code, local number not from 0/1, and a phone word
+    # before (or a 转 extension after).
+    ("电话01062345678，找王老师", "LANDLINE", "01062345678"),
+    ("联系电话075587654321", "LANDLINE", "075587654321"),
+    ("座机：02168881234", "LANDLINE", "02168881234"),
+    ("固话057188886666（杭州）", "LANDLINE", "057188886666"),
+    ("办公室电话07318456789，晚上没人", "LANDLINE", "07318456789"),  # 4-digit area + 7 digits
+    ("请致电075526123456预约", "LANDLINE", "075526123456"),
+    ("Phone: 02584561234", "LANDLINE", "02584561234"),
+    ("tel01085123456", "LANDLINE", "01085123456"),
+    ("拨打02887654321转3", "LANDLINE", "02887654321转3"),
+    ("01062782114转801是教务处", "LANDLINE", "01062782114转801"),
+    ("传真：０５１２６７８９１２３４", "LANDLINE", "０５１２６７８９１２３４"),
+    ("Tel010-62345678", "LANDLINE", "010-62345678"),
+    # Mobiles glued to a label.
+    ("tel13812345678", "PHONE", "13812345678"),
+    ("TEL13912345678请回电", "PHONE", "13912345678"),
+    ("TEL:13812345678", "PHONE", "13812345678"),
+    ("Tel.13812345678", "PHONE", "13812345678"),
+    ("Tel-13812345678", "PHONE", "13812345678"),
+    ("phone13712345678", "PHONE", "13712345678"),
+    ("mobile13812345678", "PHONE", "13812345678"),
+    ("mob13312345678, thanks", "PHONE", "13312345678"),
+    ("cell15012345678", "PHONE", "15012345678"),
+    ("手机号码：13812345678", "PHONE", "13812345678"),
+    ("加我wx18612345678", "PHONE", "18612345678"),
+    ("vx17712345678备注来意", "PHONE", "17712345678"),
+    ("微信13812345678", "PHONE", "13812345678"),
+    ("WeChat13612345678 is my id", "PHONE", "13612345678"),
+    ("Tel+8618912345678", "PHONE", "+8618912345678"),
 ]
 
 NEGATIVES = [
@@ -63,6 +105,47 @@ NEGATIVES = [
     "std::vector<int> v; use std::collections::HashMap;",
     "MAC地址 00:1A:2B:3C:4D:5E，时间 12:30:45",
     "max_tokens=4096, sort_key=name, api_key=your_api_key, password: ********",
+    # 15 digits that are not old IDs: no ID word, another kind of number named, or a bad shape.
+    "订单号110105491231002",
+    "快递单号 310104820703246 已签收",
+    "tracking number 370102720101003",
+    "ID 110105491231002",  # a bare "ID" can be any identifier
+    "身份证和订单号：320102650815123",
+    "证件照片编号 420102591010021",
+    "身份证丢了。310104820703246 是我的工单",
+    "身份证号110105491331002",  # month 13
+    "身份证号 110199491231002",  # no region 110199
+    "身份证号 990105491231002",  # no province 99
+    "身份证号130505800101123",  # 任泽区: only since 2020
+    "身份证110201600101123",  # 昌平县: code gone in 1982
+    "身份证号码共15位，比如1101054912310023",  # 16 digits
+    "编号112914199001011234",  # checksum and date fine, county unknown (stdnum raised KeyError)
+    # 11-12 digits from a 0 that are not landlines.
+    "01062345678",  # no context: order and invoice numbers have this shape too
+    "订单号01062345678",
+    "快递单号075587654321",
+    "电话订单号：02168881234",
+    "电话坏了。075587654321 是快递单号",
+    "电话：\n01062345678",
+    "电话01012345678",  # local number from 1
+    "电话 06001234567",  # no area code 0600
+    "电话：010623456789",  # Beijing local numbers have 8 digits
+    "时间戳 20261201123456",
+    "hotel01062345678",
+    "序列号 02584561234-A",
+    "电话 = 01062345678 × 3",
+    # Letters glued to a mobile that are not a label.
+    "abc13812345678",
+    "id13812345678",
+    "order13812345678",
+    "qq13812345678",  # a QQ account, not a phone
+    "SN13812345678",
+    "hotel13812345678",
+    "mytel13812345678",
+    "user_tel13812345678",
+    "sha a1b2tel13812345678",
+    "batch-13812345678",
+    "tel138123456789",
 ]
 
 
@@ -128,6 +211,38 @@ def test_overlaps_keep_the_longer_then_the_more_specific() -> None:
     assert only("号码620102199001020017").kind == "ID"
 
 
+def test_old_id_needs_an_id_word_right_before() -> None:
+    number = "110105491231002"
+    assert only(f"身份证号{number}").kind == "ID"
+    assert only(f"旧身份证（十五位）：{number}").kind == "ID"
+    assert find_pii(f"订单号{number}") == []
+    assert find_pii(f"身份证的事我们以后再说吧，先查{number}") == []  # 12 characters between: too far
+    # Same digits, 18-digit form: the ID word is not needed there.
+    assert only("11010519491231002X").kind == "ID"
+
+
+def test_glued_landline_needs_a_phone_word_or_an_extension() -> None:
+    assert only("电话：01062345678").kind == "LANDLINE"
+    assert only("01062345678转801").value == "01062345678转801"
+    assert find_pii("01062345678") == []
+    assert find_pii("01062345678-801") == []  # "-801" says less than "转801"
+    assert find_pii("电话号码在订单里：01062345678") == []
+    # A mobile stays a PHONE, whatever the word before it.
+    assert [(f.kind, f.value) for f in find_pii("座机13812345678，电话01062345678")] == [
+        ("PHONE", "13812345678"), ("LANDLINE", "01062345678")]
+
+
+def test_labels_glued_to_a_number() -> None:
+    for label in ("tel", "TEL", "Tel", "phone", "telephone", "cellphone", "cell", "mobile", "mob",
+                  "wx", "vx", "weixin", "wechat", "WhatsApp"):
+        assert only(f"{label}13812345678").value == "13812345678", label
+    for word in ("qq", "id", "no", "abc", "order", "hotel", "mytel", "x", "telx", "tel_", "0xwx"):
+        assert find_pii(f"{word}13812345678") == [], word
+    # Landlines accept only the phone labels, not the WeChat ones.
+    assert only("fax01062345678").kind == "LANDLINE"
+    assert find_pii("wx01062345678") == []
+
+
 def test_findings_are_sorted_non_overlapping_and_frozen() -> None:
     text = "电话13512345678/座机010-68123456，卡号6222 0254 8620 5798 685，IP 10.1.2.3"
     findings = find_pii(text)
@@ -155,6 +270,11 @@ def test_mask_keeps_a_hint() -> None:
     assert mask("身份证11010519491231002X") == "身份证<ID>"
     assert mask("IP 192.168.1.20") == "IP 192.168.*.*"
     assert mask("token=abcDEF123456") == "token=<SECRET>"
+    assert mask("tel13812345678") == "tel138****5678"
+    assert mask("电话01062345678，") == "电话****78，"
+    assert mask("身份证号110105491231002") == "身份证号<ID>"
+    assert scrub("身份证号110105491231002，座机075587654321，wx18612345678") == (
+        "身份证号<ID>，座机<LANDLINE>，wx<PHONE>", Counter({"ID": 1, "LANDLINE": 1, "PHONE": 1}))
 
 
 def _eval_rows() -> list[dict]:
