@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from curation.models import BatchCase, DatasetBatch, DatasetVersion
+from curation.models import BatchCase, BenchmarkSet, DatasetBatch, DatasetVersion
 
 
 class BatchCaseInline(admin.TabularInline):
@@ -32,3 +32,14 @@ class DatasetBatchAdmin(admin.ModelAdmin):
 class DatasetVersionAdmin(admin.ModelAdmin):
     list_display = ["id", "batch", "status", "train_rows", "eval_rows", "content_hash", "built_at"]
     readonly_fields = [f.name for f in DatasetVersion._meta.fields]
+
+
+@admin.register(BenchmarkSet)
+class BenchmarkSetAdmin(admin.ModelAdmin):
+    """Read-only: sets are registered on /batches/benchmarks/ or by `manage.py register_benchmark`."""
+
+    list_display = ["name", "item_count", "active", "created_by", "created_at"]
+    readonly_fields = [f.name for f in BenchmarkSet._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -47,3 +47,10 @@ class BatchCaseAddForm(forms.Form):
 
     def clean_weight(self) -> float:
         return self.cleaned_data["weight"] or 1.0
+
+
+class BenchmarkRegisterForm(forms.Form):
+    name = forms.SlugField(max_length=60, help_text="Letters, digits, '-' and '_' (e.g. ceval-mini).")
+    description = forms.CharField(required=False, max_length=300, validators=[validate_clean_text])
+    file = forms.FileField(help_text='JSONL, one item a line: {"id", "prompt", "answer"} '
+                                     "(question/input and response/output/target are read too).")

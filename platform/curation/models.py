@@ -80,8 +80,45 @@ class DatasetVersion(models.Model):
     # When its build message was last sent: a `pending` version older than
     # JOB_REQUEUE_SECONDS lost its message (broker down or restarted) and is enqueued again.
     enqueued_at = models.DateTimeField(default=timezone.now)
+    # Where a build in hand is ({"stage", "done", "total"}), written with its heartbeat; kept once ready.
+    progress = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     built_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"dataset of {self.batch}"
+
+
+class BenchmarkSet(models.Model):
+    """An evaluation set registered with the platform (a JSONL of prompts and answers).
+
+    Every dataset build drops the train rows that overlap an active set (`curation.decontam`),
+    so that the set keeps measuring what a model learned rather than what it saw.
+    """
+
+    name = models.SlugField(max_length=60, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    # sha256 of the uploaded file: registering the same file twice is a no-op.
+    sha256 = models.CharField(max_length=64)
+    item_count = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+    # None: registered at the shell (`manage.py register_benchmark`).
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BenchmarkItem(models.Model):
+    benchmark = models.ForeignKey(BenchmarkSet, on_delete=models.CASCADE, related_name="items")
+    item_id = models.CharField(max_length=200)
+    prompt = models.TextField()
+    answer = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["benchmark", "item_id"], name="benchmarkitem_unique_id")]
+
+    def __str__(self) -> str:
+        return f"{self.benchmark_id}:{self.item_id}"

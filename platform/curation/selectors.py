@@ -1,5 +1,6 @@
 """Every read of dataset batches and versions that a view, task or another app needs."""
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from curation.models import BatchCase, BatchStatus, DatasetBatch, DatasetVersion
+from curation.models import BatchCase, BatchStatus, BenchmarkItem, BenchmarkSet, DatasetBatch, DatasetVersion
+from curation.pipeline import EvalItem
 from intake.models import CaseStatus, FeedbackCase
 
 
@@ -117,10 +119,11 @@ def case_examples(*, case: FeedbackCase) -> list[tuple[str, str, str]]:
 
 
 def dataset_rows_for_batch(*, batch: DatasetBatch) -> list[dict[str, Any]]:
-    """The rows of the batch's dataset, in the Yuan fields the trainer reads (plus a few for people).
+    """The rows of the batch's dataset before curation, in batch order (priority first), in the Yuan
+    fields the trainer reads plus provenance (`case_id`, `source_url`: the GitHub comment).
 
-    One row per example pair of each case; the rows of one case share everything but
-    id, prompt and response (`dataset_split` keeps them on one side).
+    One row per example pair of each case; the rows of one case share everything but id,
+    prompt and response. A case its author withdrew is left out.
     """
     return [
         {
@@ -133,7 +136,38 @@ def dataset_rows_for_batch(*, batch: DatasetBatch) -> list[dict[str, Any]]:
             "language": item.case.language,
             "license": item.case.data_license,
             "case_url": case_url(case=item.case),
+            "case_id": item.case.pk,
+            "source_url": item.case.source_url,
         }
-        for item in batch_items(batch=batch)
+        for item in batch_items(batch=batch).exclude(case__status=CaseStatus.WITHDRAWN)
         for row_id, prompt, response in case_examples(case=item.case)
     ]
+
+
+def batch_case_ids(*, batch: DatasetBatch) -> list[int]:
+    return list(BatchCase.objects.filter(batch=batch).values_list("case_id", flat=True))
+
+
+def _general_items(path: Path) -> list[EvalItem]:
+    items = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                record = json.loads(line)
+                items.append(EvalItem("general", str(record.get("id", number)), record["prompt"],
+                                      record.get("response", "")))
+    return items
+
+
+def curation_eval_items() -> list[EvalItem]:
+    """What a dataset build keeps out of train besides its own eval split: the general regression set
+    (GENERAL_EVAL_PATH, what every evaluation scores) and every active registered benchmark."""
+    items = _general_items(Path(settings.GENERAL_EVAL_PATH))
+    benchmark_items = BenchmarkItem.objects.filter(benchmark__active=True).select_related("benchmark").order_by("id")
+    items += [EvalItem(f"benchmark:{item.benchmark.name}", item.item_id, item.prompt, item.answer)
+              for item in benchmark_items.iterator(chunk_size=2000)]
+    return items
+
+
+def benchmark_queryset() -> QuerySet[BenchmarkSet]:
+    return BenchmarkSet.objects.select_related("created_by").order_by("name")

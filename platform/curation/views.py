@@ -4,14 +4,14 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from curation.forms import BatchCaseAddForm, BatchCreateForm
-from curation.models import DatasetBatch
-from curation.selectors import batch_get, batch_queryset, batch_review, case_queryset_batchable
+from curation.forms import BatchCaseAddForm, BatchCreateForm, BenchmarkRegisterForm
+from curation.models import BenchmarkSet, DatasetBatch
+from curation.selectors import batch_get, batch_queryset, batch_review, benchmark_queryset, case_queryset_batchable
 from curation.services import (
     batch_approve,
     batch_case_add,
@@ -21,6 +21,8 @@ from curation.services import (
     dataset_version_retry,
 )
 from curation.services.batches import ADD_PERMISSION, APPROVE_PERMISSION, CHANGE_PERMISSION
+from curation.services.benchmarks import benchmark_register, benchmark_set_active
+from curation.services.dataset_versions import batch_curation_preview
 
 VIEW_PERMISSION = "curation.view_datasetbatch"
 
@@ -78,11 +80,14 @@ def batch_create_view(request: HttpRequest) -> HttpResponse:
 @permission_required(VIEW_PERMISSION, raise_exception=True)
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = _batch_or_404(batch_id)
+    version = getattr(batch, "dataset_version", None)
     context = {
         "batch": batch,
         "review": batch_review(batch=batch),
-        "version": getattr(batch, "dataset_version", None),
+        "version": version,
         "add_form": BatchCaseAddForm(),
+        # Before approval, what the build would do to these rows; after it, what the build did.
+        "curation": batch_curation_preview(batch=batch) if version is None else version.manifest.get("curation"),
     }
     return render(request, "curation/batch_detail.html", context)
 
@@ -143,3 +148,37 @@ def batch_case_add_view(request: HttpRequest, batch_id: int) -> HttpResponse:
         lambda b: batch_case_add(batch=b, case_id=case_id, by=request.user, weight=weight),
         f"Case #{case_id} added to the batch.",
     )
+
+
+@login_required
+@permission_required(VIEW_PERMISSION, raise_exception=True)
+@require_http_methods(["GET", "POST"])
+def benchmark_list(request: HttpRequest) -> HttpResponse:
+    """The registered benchmark sets, and the form that registers one (maintainers)."""
+    form = BenchmarkRegisterForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if not request.user.has_perm(APPROVE_PERMISSION):
+            raise PermissionDenied("Only maintainers can register benchmark sets.")
+        if form.is_valid():
+            try:
+                benchmark = benchmark_register(name=form.cleaned_data["name"], data=form.cleaned_data["file"].read(),
+                                               by=request.user, description=form.cleaned_data["description"])
+            except ValidationError as exc:
+                form.add_error("file", exc)
+            else:
+                messages.success(request, f"Benchmark {benchmark.name} registered: {benchmark.item_count} items are "
+                                          "kept out of every dataset built from now on.")
+                return redirect("curation:benchmark_list")
+    return render(request, "curation/benchmark_list.html", {"form": form, "benchmarks": benchmark_queryset()})
+
+
+@login_required
+@permission_required(APPROVE_PERMISSION, raise_exception=True)
+@require_POST
+def benchmark_toggle(request: HttpRequest, benchmark_id: int) -> HttpResponse:
+    benchmark = BenchmarkSet.objects.filter(pk=benchmark_id).first()
+    if benchmark is None:
+        raise Http404("No such benchmark.")
+    benchmark = benchmark_set_active(benchmark=benchmark, active=not benchmark.active, by=request.user)
+    messages.success(request, f"Benchmark {benchmark.name} is {'active' if benchmark.active else 'inactive'}.")
+    return redirect("curation:benchmark_list")

@@ -108,6 +108,9 @@ class FeedbackCase(models.Model):
     # The kinds of personal data found in its text (`intake.pii`: "PHONE", "ID", ...), kept in sync by the
     # services: triage sees the flag, public pages show the values masked, dataset versions scrub them.
     personal_data = models.JSONField(default=list, db_default=[], blank=True)
+    # MinHash signature of its prompt and expected output (`intake.neardup`), written by the services with
+    # one `CaseBand` row per LSH band: triage finds a new case's likely duplicates by a band lookup.
+    signature = models.BinaryField(default=b"", db_default=b"", blank=True, editable=False)
     license_consent = models.BooleanField(default=False)
     data_license = models.CharField(max_length=40, default=DATA_LICENSE)
 
@@ -156,6 +159,20 @@ class FeedbackCase(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.scenario[:60]}"
+
+
+class CaseBand(models.Model):
+    """One LSH band key of a case's signature: cases sharing a key are candidate near-duplicates."""
+
+    case = models.ForeignKey(FeedbackCase, on_delete=models.CASCADE, related_name="bands")
+    key = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["key"], name="caseband_key")]
+        constraints = [models.UniqueConstraint(fields=["case", "key"], name="caseband_once_per_case")]
+
+    def __str__(self) -> str:
+        return f"band {self.key} of {self.case_id}"
 
 
 class CaseEvent(models.Model):

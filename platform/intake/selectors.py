@@ -5,7 +5,8 @@ page costs one index range scan whether it is the first or the 2,000th; each
 filter has an index in `FeedbackCase.Meta.indexes`.
 """
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
@@ -13,7 +14,8 @@ from django.db.models import Count, QuerySet
 
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
-from intake.models import CaseEvent, CaseStatus, CaseVote, FeedbackCase
+from intake import neardup
+from intake.models import CaseBand, CaseEvent, CaseStatus, CaseVote, FeedbackCase
 
 PUBLIC_STATUSES = [CaseStatus.ACCEPTED, CaseStatus.IN_BATCH, CaseStatus.TRAINED, CaseStatus.RELEASED]
 PAGE_SIZE = 50
@@ -167,3 +169,50 @@ def case_has_training_example(case: FeedbackCase) -> bool:
     """Whether the case carries a real expected output a model could be trained on (not a placeholder)."""
     expected = case.expected_output.strip()
     return bool(expected) and expected not in EXAMPLE_PLACEHOLDERS
+
+
+def case_neardup_text(case: FeedbackCase) -> str:
+    """What makes two requests the same: the input and the expected output (not the scenario, a category
+    many requests share, nor the bad output, which differs with the model version)."""
+    return f"{case.prompt}\n{case.expected_output}"
+
+
+@dataclass(frozen=True)
+class LikelyDuplicate:
+    case: FeedbackCase
+    similarity: float  # estimated Jaccard of the two requests' n-grams, digits masked
+
+
+# Candidates a near-duplicate may point at: not the withdrawn (gone), nor duplicates (their original is shown).
+_NOT_ORIGINALS = [CaseStatus.WITHDRAWN, CaseStatus.DUPLICATE]
+LIKELY_DUPLICATES_SHOWN = 5
+
+
+def cases_likely_duplicates(*, cases: Sequence[FeedbackCase], limit: int = LIKELY_DUPLICATES_SHOWN
+                            ) -> dict[int, list[LikelyDuplicate]]:
+    """For each case, the other cases that are probably the same request, most similar first.
+
+    Three queries for a whole page: the page's band keys, the cases sharing one, and
+    their signatures; a candidate counts once its estimated Jaccard reaches
+    `neardup.THRESHOLD` (a shared band alone is only a hint).
+    """
+    found: dict[int, list[LikelyDuplicate]] = {case.pk: [] for case in cases}
+    keys_of: dict[int, set[int]] = defaultdict(set)
+    for case_id, key in CaseBand.objects.filter(case_id__in=list(found)).values_list("case_id", "key"):
+        keys_of[key].add(case_id)
+    sharing = (CaseBand.objects.filter(key__in=list(keys_of)).exclude(case__status__in=_NOT_ORIGINALS)
+               .values_list("case_id", "key"))
+    candidates: dict[int, set[int]] = defaultdict(set)
+    for other_id, key in sharing:
+        for case_id in keys_of[key] - {other_id}:
+            candidates[case_id].add(other_id)
+    others = FeedbackCase.objects.in_bulk({pk for pks in candidates.values() for pk in pks})
+    for case in cases:
+        if not case.signature or not candidates.get(case.pk):
+            continue
+        mine = neardup.signature_from_bytes(bytes(case.signature))
+        scored = [LikelyDuplicate(others[pk], neardup.similarity(mine, neardup.signature_from_bytes(bytes(
+            others[pk].signature)))) for pk in candidates[case.pk] if others[pk].signature]
+        scored = [hit for hit in scored if hit.similarity >= neardup.THRESHOLD]
+        found[case.pk] = sorted(scored, key=lambda hit: (-hit.similarity, hit.case.pk))[:limit]
+    return found

@@ -20,9 +20,19 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_is_maintainer
-from intake.models import IDEMPOTENCY_KEY_MAX, REASON_MAX, CaseEvent, CaseSource, CaseStatus, CaseVote, FeedbackCase
+from intake import neardup
+from intake.models import (
+    IDEMPOTENCY_KEY_MAX,
+    REASON_MAX,
+    CaseBand,
+    CaseEvent,
+    CaseSource,
+    CaseStatus,
+    CaseVote,
+    FeedbackCase,
+)
 from intake.pii import find_pii
-from intake.selectors import case_has_training_example
+from intake.selectors import case_has_training_example, case_neardup_text
 
 S = CaseStatus
 MAINTAINER, AUTHOR, SYSTEM = "maintainer", "author", "system"
@@ -35,7 +45,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (S.ACCEPTED, S.REJECTED): MAINTAINER,
     (S.REJECTED, S.NEW): MAINTAINER,
     (S.DUPLICATE, S.NEW): MAINTAINER,
-    **{(src, S.WITHDRAWN): AUTHOR for src in (S.NEW, S.NEEDS_INFO, S.ACCEPTED)},
+    # An author may take a request back at any point, also once it is in a batch or a release (consent to
+    # the data license withdrawn): every later dataset version leaves it out; releases already built keep it
+    # and say so on their pages.
+    **{(src, S.WITHDRAWN): AUTHOR for src in (S.NEW, S.NEEDS_INFO, S.ACCEPTED, S.IN_BATCH, S.TRAINED, S.RELEASED)},
     (S.NEEDS_INFO, S.NEW): AUTHOR,
     (S.ACCEPTED, S.IN_BATCH): SYSTEM,
     (S.IN_BATCH, S.TRAINED): SYSTEM,
@@ -208,6 +221,27 @@ def cases_bulk_transition(
     return moved
 
 
+def _derive(case: FeedbackCase) -> None:
+    """The fields the services compute from a case's text: search text, personal-data flag, signature."""
+    case.search_text = _search_text(case)
+    case.personal_data = sorted({finding.kind for text in _case_texts(case) for finding in find_pii(text)})
+    case.signature = neardup.signature_to_bytes(neardup.signature(case_neardup_text(case)))
+
+
+# The fields `_derive` writes, saved with every edit of the text.
+DERIVED_FIELDS = ["search_text", "personal_data", "signature"]
+
+
+def _bands_write(cases: Sequence[FeedbackCase]) -> None:
+    """Replace the LSH band rows of saved cases by those of their current signatures."""
+    CaseBand.objects.filter(case__in=[case.pk for case in cases]).delete()
+    CaseBand.objects.bulk_create(
+        CaseBand(case_id=case.pk, key=key)
+        for case in cases
+        for key in sorted(set(neardup.band_keys(neardup.signature_from_bytes(bytes(case.signature)))))
+    )
+
+
 def _validated_case(*, case: FeedbackCase) -> FeedbackCase:
     if not case.license_consent:
         raise ValidationError(
@@ -215,8 +249,7 @@ def _validated_case(*, case: FeedbackCase) -> FeedbackCase:
         )
     case.tags = [tag.strip() for tag in case.tags]
     case.full_clean(exclude=["author", "duplicate_of"], validate_unique=True)
-    case.search_text = _search_text(case)
-    case.personal_data = sorted({finding.kind for text in _case_texts(case) for finding in find_pii(text)})
+    _derive(case)
     return case
 
 
@@ -243,6 +276,7 @@ def case_create(
         created_at=timezone.now(),
     )
     _validated_case(case=case).save()
+    _bands_write([case])
     CaseEvent.objects.create(case=case, actor=author, action="created", to_status=case.status)
     return case
 
@@ -348,7 +382,8 @@ def case_answer_info_request(*, case: FeedbackCase, actor: User, data: CaseInput
     _validated_case(case=locked)
     after = _case_fields_for_compare(locked)
     changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
-    locked.save(update_fields=[*before.keys(), "model_version", "search_text", "personal_data", "updated_at"])
+    locked.save(update_fields=[*before.keys(), "model_version", *DERIVED_FIELDS, "updated_at"])
+    _bands_write([locked])
     CaseEvent.objects.create(case=locked, actor=actor, action="edited", changes=changed)
     return case_transition(case=locked, to_status=S.NEW, actor=actor, note="Information added by the author.")
 
@@ -393,8 +428,9 @@ def case_update_from_source(*, case: FeedbackCase, data: CaseInput, note: str = 
     after = {**_case_fields_for_compare(locked), "extra_examples": locked.extra_examples}
     changed = {name: {"from": before[name], "to": after[name]} for name in before if before[name] != after[name]}
     if changed:
-        fields = [*before.keys(), "model_version", "license_consent", "search_text", "personal_data", "updated_at"]
+        fields = [*before.keys(), "model_version", "license_consent", *DERIVED_FIELDS, "updated_at"]
         locked.save(update_fields=fields)
+        _bands_write([locked])
         CaseEvent.objects.create(case=locked, actor=None, action="edited", note=note, changes=changed)
     return changed
 
@@ -437,10 +473,11 @@ def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | Valid
         except ValidationError as exc:
             results.append(exc)
             continue
-        case.search_text = _search_text(case)
+        _derive(case)
         new.append(case)
         results.append(case)
     FeedbackCase.objects.bulk_create(new)
+    _bands_write(new)
     CaseEvent.objects.bulk_create(
         CaseEvent(case=case, action="imported", to_status=case.status, note=case.status_reason) for case in new
     )

@@ -23,6 +23,7 @@ from intake.selectors import (
     case_page_for_triage,
     case_queryset_public,
     case_scenarios,
+    cases_likely_duplicates,
 )
 from intake.services import (
     case_answer_info_request,
@@ -35,6 +36,8 @@ from intake.services import (
 from intake.throttles import submit_refusal
 
 PUBLIC_PAGE_SIZE = 30
+# Cases triage may still mark as a duplicate (TRANSITIONS in intake.services): only these show likely duplicates.
+MARKABLE_DUPLICATE = {CaseStatus.NEW, CaseStatus.NEEDS_INFO}
 # Pages past this are refused (404): deeper OFFSETs only cost the database, and no one reads them.
 PUBLIC_MAX_PAGE = 10_000
 # Ids and page numbers are ASCII digits that fit a bigint; str.isdigit() would also pass "²" (int() refuses it)
@@ -110,6 +113,9 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         "triage_form": TriageForm(),
         "voted": case.pk in case_ids_voted_by(user=request.user, case_ids=[case.pk]),
         "votable": case.status in PUBLIC_STATUSES,
+        "likely_duplicates": cases_likely_duplicates(cases=[case])[case.pk] if user_is_maintainer(
+            user=request.user) else [],
+        "markable": case.status in MARKABLE_DUPLICATE,
     }
     return render(request, "intake/case_detail.html", context)
 
@@ -192,8 +198,27 @@ def triage_list(request: HttpRequest) -> HttpResponse:
         "scenarios": case_scenarios(),
         "counts": case_count_by_status(),
         "bulk_form": BulkTriageForm(),
+        "likely_duplicates": cases_likely_duplicates(cases=[c for c in page.cases if c.status in MARKABLE_DUPLICATE]),
     }
     return render(request, "intake/triage_list.html", context)
+
+
+@login_required
+@permission_required(TRIAGE_PERMISSION, raise_exception=True)
+@require_POST
+def triage_mark_duplicate(request: HttpRequest, case_id: int, original_id: int) -> HttpResponse:
+    """The one-click answer to a likely duplicate shown at triage: this case duplicates that one."""
+    case = _visible_case_or_404(request, case_id)
+    try:
+        case_transition(case=case, to_status=CaseStatus.DUPLICATE, actor=request.user, duplicate_of_id=original_id,
+                        note=f"Near-duplicate of #{original_id}, found at triage.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Case #{case.pk} is now a duplicate of #{original_id}.")
+    if "query" in request.POST:  # sent from the triage list: back to the same page of it
+        return redirect(f"{reverse('intake:triage')}?{request.POST['query']}")
+    return redirect("intake:case_detail", case_id=case.pk)
 
 
 @login_required

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import F, QuerySet
 
 from accounts.models import User
-from curation.models import DatasetBatch
+from curation.models import DatasetBatch, DatasetVersion
 from intake.models import FeedbackCase
 from releases.models import Release, ReleaseFile, ReleaseStatus
 
@@ -65,14 +65,24 @@ def release_files(*, release: Release) -> QuerySet[ReleaseFile]:
     return ReleaseFile.objects.filter(release=release).order_by("name")
 
 
+def _withdrawn_before_build(release: Release) -> list[int]:
+    # A dataset build leaves out the cases withdrawn by then and lists them in its manifest.
+    manifest = DatasetVersion.objects.filter(runs__release=release).values_list("manifest", flat=True).first()
+    return list((manifest or {}).get("withdrawn_cases", []))
+
+
 def release_cases(*, release: Release) -> QuerySet[FeedbackCase]:
-    """The cases a release addresses: those of the batch its run trained on."""
-    return FeedbackCase.objects.filter(batch_items__batch__dataset_version__runs__release=release).order_by("id")
+    """The cases a release addresses: those of the batch its run trained on, less any withdrawn before the
+    dataset was built (a case withdrawn later is still in it, and the release page says so)."""
+    return (FeedbackCase.objects.filter(batch_items__batch__dataset_version__runs__release=release)
+            .exclude(pk__in=_withdrawn_before_build(release)).order_by("id"))
 
 
-def releases_for_case(*, case: FeedbackCase) -> QuerySet[Release]:
-    """Published releases trained on a batch holding the case (what its submitter sees)."""
-    return release_queryset_public().filter(run__dataset_version__batch__items__case=case).distinct()
+def releases_for_case(*, case: FeedbackCase) -> list[Release]:
+    """Published releases trained on a dataset holding the case (what its submitter sees)."""
+    found = release_queryset_public().filter(run__dataset_version__batch__items__case=case).distinct()
+    return [release for release in found
+            if case.pk not in release.run.dataset_version.manifest.get("withdrawn_cases", [])]
 
 
 def releases_by_case(*, case_ids: list[int]) -> dict[int, list[Release]]:
@@ -82,6 +92,8 @@ def releases_by_case(*, case_ids: list[int]) -> dict[int, list[Release]]:
     )
     found: dict[int, list[Release]] = {case_id: [] for case_id in case_ids}
     for release in rows:
+        if release.addressed_case_id in release.run.dataset_version.manifest.get("withdrawn_cases", []):
+            continue  # withdrawn before that dataset was built: not in it
         if all(seen.pk != release.pk for seen in found[release.addressed_case_id]):
             found[release.addressed_case_id].append(release)
     return found

@@ -29,8 +29,13 @@ from django.utils import timezone
 from accounts.models import User
 from cotrain_site import celery_app
 from curation.models import DatasetVersion, DatasetVersionStatus
-from curation.selectors import dataset_rows_for_batch
-from curation.services import batch_approve, batch_create, dataset_content_hash, dataset_split, dataset_version_verify
+from curation.services import (
+    batch_approve,
+    batch_create,
+    dataset_curate,
+    dataset_curated_hash,
+    dataset_version_verify,
+)
 from training.models import RunStatus, TrainingRun
 from training.selectors import run_dir_abspath
 from training.services import run_start
@@ -134,7 +139,7 @@ def _approve(contributor: User, maintainer: User, name: str) -> DatasetVersion:
 
 
 def _expected_hash(version: DatasetVersion) -> str:
-    return dataset_content_hash(splits=dataset_split(rows=dataset_rows_for_batch(batch=version.batch)))
+    return dataset_curated_hash(curated=dataset_curate(batch=version.batch))
 
 
 def test_a_worker_killed_mid_build_leaves_a_version_that_the_sweeper_rebuilds(

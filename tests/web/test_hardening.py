@@ -243,8 +243,12 @@ def test_cards_render_people_s_text_as_text(
     from training.models import EvaluationStatus
 
     hostile = []
-    for scenario in HOSTILE_SCENARIOS:
-        case = case_transition(case=make_case(scenario=scenario), to_status=CaseStatus.ACCEPTED, actor=maintainer)
+    # Five different requests (copies of one would be dropped as near-duplicates, taking their scenarios along).
+    prompts = ["中国的首都是哪里？", "Name a prime number greater than ten.", "把“你好”翻译成英文。",
+               "写一句关于春天的诗。", "What colour is the sky on a clear day?"]
+    for scenario, prompt in zip(HOSTILE_SCENARIOS, prompts, strict=True):
+        case = case_transition(case=make_case(scenario=scenario, prompt=prompt), to_status=CaseStatus.ACCEPTED,
+                               actor=maintainer)
         hostile.append(case)
     # A link stored before URLs were checked at the door.
     FeedbackCase.objects.filter(pk=hostile[0].pk).update(source_url="javascript:alert(6)")

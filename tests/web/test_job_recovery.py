@@ -25,11 +25,10 @@ from trainer import contract
 from accounts.models import User
 from cotrain_site import celery_app
 from curation.models import DatasetVersion, DatasetVersionStatus
-from curation.selectors import dataset_rows_for_batch
 from curation.services import (
     batch_create,
-    dataset_content_hash,
-    dataset_split,
+    dataset_curate,
+    dataset_curated_hash,
     dataset_version_build,
     dataset_version_retry,
     dataset_version_transition,
@@ -146,7 +145,7 @@ def test_a_build_whose_worker_died_is_queued_again_and_rebuilt_from_scratch(
     assert sent == [(BUILD, (version.pk,))]
     built = dataset_version_build(version_id=version.pk)
     assert built.status == DatasetVersionStatus.READY and built.attempt == 2
-    assert built.content_hash == dataset_content_hash(splits=dataset_split(rows=dataset_rows_for_batch(batch=batch)))
+    assert built.content_hash == dataset_curated_hash(curated=dataset_curate(batch=batch))
     assert [p.name for p in root.iterdir()] == [batch.name]
 
 

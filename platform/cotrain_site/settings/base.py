@@ -290,8 +290,13 @@ GITHUB_POST_TIMEOUT_SECONDS = env_int("GITHUB_POST_TIMEOUT", 300)
 # a release `publishing` not yet claimed); one that waited this long lost its message
 # (broker down at enqueue, or restarted without persistence) and the sweepers enqueue it again.
 JOB_REQUEUE_SECONDS = env_int("COTRAIN_JOB_REQUEUE_SECONDS", 300)
-# A dataset version `building` for longer than this lost its worker and is built again from scratch.
+# A dataset version `building` whose heartbeat (its progress, every second) is older than this lost its
+# worker and is built again from scratch.
 DATASET_BUILD_TIMEOUT_SECONDS = env_int("COTRAIN_DATASET_BUILD_TIMEOUT", 900)
+# How many requests a cluster of near-duplicates keeps in a dataset version (curation.pipeline).
+DATASET_NEAR_DUP_KEEP = env_int("COTRAIN_DATASET_NEAR_DUP_KEEP", 1)
+if DATASET_NEAR_DUP_KEEP < 1:
+    raise ImproperlyConfigured(f"COTRAIN_DATASET_NEAR_DUP_KEEP={DATASET_NEAR_DUP_KEEP}: a cluster keeps at least 1.")
 
 # Training runs and evaluations (training app).
 # The bundled tiny base model that a run's base checkpoint "demo" means.

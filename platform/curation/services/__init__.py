@@ -1,7 +1,8 @@
 """Writes to dataset batches and versions; the only place their statuses change.
 
 A package re-exporting one import path: `batches` (create, edit, approve),
-`dataset_versions` (build, verify, requeue, retry) and `transitions` (the status writers).
+`dataset_versions` (curate, build, verify, requeue, retry),
+`benchmarks` (the registered evaluation sets) and `transitions` (the status writers).
 """
 
 from curation.services.batches import (
@@ -15,6 +16,8 @@ from curation.services.batches import (
 from curation.services.dataset_versions import (
     DatasetTampered,
     dataset_content_hash,
+    dataset_curate,
+    dataset_curated_hash,
     dataset_split,
     dataset_version_build,
     dataset_version_on_stale,
@@ -42,6 +45,8 @@ __all__ = [
     "batch_discard",
     "batch_transition",
     "dataset_content_hash",
+    "dataset_curate",
+    "dataset_curated_hash",
     "dataset_split",
     "dataset_version_build",
     "dataset_version_on_stale",

@@ -20,22 +20,27 @@ from typing import Any
 
 import yaml
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
 
 from accounts.models import User
-from cotrain_site.jobs import ClaimLost, job_claim, job_lock, job_retry, job_send
-from curation.models import DatasetBatch, DatasetVersion, DatasetVersionStatus
-from curation.selectors import case_pk_for_row, dataset_rows_for_batch, dataset_version_abspath
+from cotrain_site.jobs import ClaimLost, Heartbeat, job_claim, job_lock, job_retry, job_send
+from curation.models import BenchmarkSet, DatasetBatch, DatasetVersion, DatasetVersionStatus
+from curation.pipeline import EVAL_FRACTION, FILTERS, Curated, Progress, canonical, curate, split_groups
+from curation.selectors import (
+    batch_case_ids,
+    case_pk_for_row,
+    curation_eval_items,
+    dataset_rows_for_batch,
+    dataset_version_abspath,
+)
 from curation.services.batches import APPROVE_PERMISSION
 from curation.services.transitions import BUILD_JOB, dataset_version_transition
-from intake.pii import scrub
 
-# Share of each scenario's cases held out for evaluation (at least one when it has two or more);
-# a case's example pairs are never split between train and eval.
-EVAL_FRACTION = 0.2
 SPLITS = ("train", "eval")
+# dtype "list" is a list of strings (`datasets.List(Value("string"))`).
 COLUMNS = {
     "id": "string",
     "prompt": "string",
@@ -46,6 +51,13 @@ COLUMNS = {
     "language": "string",
     "license": "string",
     "case_url": "string",
+    # Provenance: where the row came from and what the curation did to it (`curation.pipeline`).
+    "case_id": "int64",
+    "source_url": "string",
+    "cluster_id": "string",
+    "scrubbed": "list",
+    "filters": "list",
+    "flags": "list",
 }
 MANIFEST = "manifest.json"
 HF_LANGUAGES = {"zh": ["zh"], "en": ["en"], "mixed": ["zh", "en"]}
@@ -55,59 +67,22 @@ class DatasetTampered(Exception):
     """The files of a dataset version no longer match what was built (its manifest and content hash)."""
 
 
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
 def dataset_content_hash(*, splits: dict[str, list[dict[str, Any]]]) -> str:
     """sha256 of the rows of every split, serialized canonically (keys sorted, UTF-8, no spaces)."""
-    return hashlib.sha256(_canonical({name: splits[name] for name in sorted(splits)})).hexdigest()
+    return hashlib.sha256(canonical({name: splits[name] for name in sorted(splits)})).hexdigest()
 
 
 Rows = list[dict[str, Any]]
 
 
-def _row_hash(row: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical(row)).hexdigest()
-
-
-def _case_groups(rows: Rows) -> list[Rows]:
-    """The rows grouped by case (`case-12`, `case-12-ex2`, ...); a row of no case is a group of its own."""
+def dataset_split(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
+    """Deterministic train/eval split by case (`curation.pipeline.split_groups`): all the rows of one
+    case (its example pairs) go to the same side; a row of no case is a group of its own."""
     groups: dict[str, Rows] = defaultdict(list)
     for row in rows:
         case_pk = case_pk_for_row(row_id=str(row["id"]))
         groups[f"case-{case_pk}" if case_pk is not None else f"row:{row['id']}"].append(row)
-    return [sorted(group, key=lambda row: row["id"]) for group in groups.values()]
-
-
-def dataset_split(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
-    """Deterministic train/eval split by case, seeded by content: the same rows always split the same way.
-
-    All the rows of one case (its example pairs) go to the same side, so eval never
-    holds an example of a case that was trained on. Within each scenario the cases
-    are ordered by the sha256 of their first row and the first ones go to eval, so
-    every scenario with two or more cases is represented in eval and keeps at least
-    one case in train. If no scenario has two cases, the lowest-hashed case overall
-    goes to eval so that neither split is empty.
-    """
-    by_scenario: dict[str, list[Rows]] = defaultdict(list)
-    for group in _case_groups(rows):
-        by_scenario[group[0]["scenario"]].append(group)
-    train: list[Rows] = []
-    held_out: list[Rows] = []
-    for scenario in sorted(by_scenario):
-        cases = sorted(by_scenario[scenario], key=lambda group: _row_hash(group[0]))
-        k = 0 if len(cases) < 2 else min(len(cases) - 1, max(1, round(len(cases) * eval_fraction)))
-        held_out += cases[:k]
-        train += cases[k:]
-    if not held_out and len(train) >= 2:
-        first = min(train, key=lambda group: _row_hash(group[0]))
-        train.remove(first)
-        held_out.append(first)
-    return {
-        "train": sorted((row for group in train for row in group), key=lambda r: r["id"]),
-        "eval": sorted((row for group in held_out for row in group), key=lambda r: r["id"]),
-    }
+    return split_groups(groups=list(groups.values()), eval_fraction=eval_fraction)
 
 
 def _file_sha256(path: Path) -> str:
@@ -133,8 +108,12 @@ def _size_category(n: int) -> str:
     return "100K<n<1M"
 
 
-def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]], content_hash: str,
-                  replaced: Counter[str]) -> str:
+def _feature(dtype: str) -> dict[str, Any]:
+    return {"sequence": "string"} if dtype == "list" else {"dtype": dtype}
+
+
+def _dataset_card(*, batch: DatasetBatch, curated: Curated, content_hash: str) -> str:
+    splits = curated.splits
     rows = [row for name in SPLITS for row in splits[name]]
     licenses = sorted({row["license"].lower() for row in rows})
     languages = sorted({code for row in rows for code in HF_LANGUAGES.get(row["language"], [])})
@@ -146,7 +125,7 @@ def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]
         "task_categories": ["text-generation"],
         "tags": ["yuan2", "co-training", "cotrain"],
         "dataset_info": {
-            "features": [{"name": name, "dtype": dtype} for name, dtype in COLUMNS.items()],
+            "features": [{"name": name, **_feature(dtype)} for name, dtype in COLUMNS.items()],
             "splits": [{"name": name, "num_examples": len(splits[name])} for name in SPLITS],
         },
         "cotrain": {
@@ -170,32 +149,55 @@ def _dataset_card(*, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]
         "licenses": licenses,
         "scenarios": [(s, c["train"], c["eval"]) for s, c in sorted(counts.items())],
         "eval_percent": round(100 * EVAL_FRACTION),
-        "replaced": sorted(replaced.items()),
+        "replaced": sorted(curated.replaced.items()),
+        "dropped": curated.dropped,
+        "curation": curated.summary(),
     }
     return render_to_string("curation/dataset_card.md", context)
 
 
-def dataset_rows_scrubbed(*, rows: Rows) -> tuple[Rows, Counter[str]]:
-    """The rows with personal data in their prompt and response replaced by typed placeholders
-    (`<PHONE>`, `<ID>`, ... from `intake.pii`), and how many of each kind were replaced."""
-    replaced: Counter[str] = Counter()
-    scrubbed = []
-    for row in rows:
-        clean = dict(row)
-        for name in ("prompt", "response"):
-            clean[name], counts = scrub(row[name])
-            replaced.update(counts)
-        scrubbed.append(clean)
-    return scrubbed, replaced
+def dataset_curate(*, batch: DatasetBatch, progress: Progress | None = None) -> Curated:
+    """The batch's rows through every filter (`curation.pipeline`), as a build of it now would write them."""
+    rows = dataset_rows_for_batch(batch=batch)
+    curated = curate(rows=rows, eval_items=curation_eval_items(), keep_per_cluster=settings.DATASET_NEAR_DUP_KEEP,
+                     progress=progress)
+    # Every case of a batch has a row, so the cases without one are exactly those withdrawn when the rows were read.
+    curated.withdrawn_cases = sorted(set(batch_case_ids(batch=batch)) - {row["case_id"] for row in rows})
+    return curated
 
 
-def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[dict[str, Any]]],
-                   replaced: Counter[str]) -> dict[str, Any]:
+# A draft's preview is computed once per content: the review page is reloaded far more often than it changes.
+PREVIEW_CACHE_SECONDS = 3600
+
+
+def batch_curation_preview(*, batch: DatasetBatch) -> dict[str, Any]:
+    """What building the batch now would drop, change and flag (the manifest's `curation`), for its review page."""
+    rows = dataset_rows_for_batch(batch=batch)
+    key = "curation-preview:" + hashlib.sha256(canonical([
+        rows, batch_case_ids(batch=batch), list(BenchmarkSet.objects.filter(active=True).values_list("sha256")),
+        settings.DATASET_NEAR_DUP_KEEP, str(settings.GENERAL_EVAL_PATH)])).hexdigest()
+    summary = cache.get(key)
+    if summary is None:
+        summary = dataset_curate(batch=batch).summary()
+        cache.set(key, summary, PREVIEW_CACHE_SECONDS)
+    return summary
+
+
+def dataset_curated_hash(*, curated: Curated) -> str:
+    """The content hash a dataset version of these curated rows has."""
+    return dataset_content_hash(splits={name: [_stored(row) for row in curated.splits[name]] for name in SPLITS})
+
+
+def _write_dataset(*, folder: Path, batch: DatasetBatch, curated: Curated) -> dict[str, Any]:
     # Imported here: `datasets` is slow to import and only the builder (a worker) needs it.
     import datasets
 
     datasets.disable_progress_bars()
-    features = datasets.Features({name: datasets.Value(dtype) for name, dtype in COLUMNS.items()})
+    splits = curated.splits
+    features = datasets.Features({
+        name: datasets.List(datasets.Value("string")) if dtype == "list" else datasets.Value(dtype)
+        for name, dtype in COLUMNS.items()
+    })
     dataset = datasets.DatasetDict(
         {
             name: datasets.Dataset.from_dict({col: [row[col] for row in splits[name]] for col in COLUMNS}, features)
@@ -203,9 +205,9 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
         }
     )
     dataset.save_to_disk(str(folder))
-    content_hash = dataset_content_hash(splits=splits)
+    content_hash = dataset_curated_hash(curated=curated)
     (folder / "README.md").write_text(
-        _dataset_card(batch=batch, splits=splits, content_hash=content_hash, replaced=replaced), encoding="utf-8"
+        _dataset_card(batch=batch, curated=curated, content_hash=content_hash), encoding="utf-8"
     )
     manifest = {
         "name": batch.name,
@@ -216,12 +218,21 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, splits: dict[str, list[
         "scenarios": dict(sorted(Counter(row["scenario"] for name in SPLITS for row in splits[name]).items())),
         "content_hash": content_hash,
         # What the scrubber replaced, per kind of personal data (rows hold `<PHONE>`, `<ID>`, ... instead).
-        "personal_data_replaced": dict(sorted(replaced.items())),
+        "personal_data_replaced": dict(sorted(curated.replaced.items())),
+        # Per filter: rows dropped, changed and flagged, and why; then every dropped row.
+        "curation": curated.summary(),
+        # Cases of the batch left out because their authors withdrew them before the build.
+        "withdrawn_cases": curated.withdrawn_cases,
         "content_hash_method": "sha256 of canonical JSON {split: [rows sorted by id]}, keys sorted, UTF-8",
         "files": _file_hashes(folder),
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
     return manifest
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the dataset stores it: exactly its columns (the content hash is over these)."""
+    return {col: row[col] for col in COLUMNS}
 
 
 def _claim(*, version_id: int) -> DatasetVersion | None:
@@ -242,7 +253,8 @@ def _install(*, version_id: int, attempt: int, built: Path, manifest: dict[str, 
     built.rename(final)
     locked.path, locked.manifest, locked.content_hash = relative, manifest, manifest["content_hash"]
     locked.train_rows, locked.eval_rows = manifest["splits"]["train"], manifest["splits"]["eval"]
-    locked.save(update_fields=["path", "manifest", "content_hash", "train_rows", "eval_rows"])
+    locked.progress = _progress("ready", 1, 1)
+    locked.save(update_fields=["path", "manifest", "content_hash", "train_rows", "eval_rows", "progress"])
     return dataset_version_transition(version=locked, to_status=DatasetVersionStatus.READY)
 
 
@@ -257,6 +269,18 @@ def _remove_leftovers(*, root: Path, batch: DatasetBatch, keep: Path) -> None:
     for leftover in root.glob(f".{batch.name}.building-*"):
         if leftover != keep:
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+# A build reports where it is at most this often (its heartbeat, so a long build is never taken for dead).
+PROGRESS_SECONDS = 1.0
+
+
+def _progress(stage: str, done: int, total: int) -> dict[str, Any]:
+    return {"stage": stage, "done": done, "total": total}
+
+
+def _dropped_by_filter(curated: Curated) -> dict[str, int]:
+    return {name: curated.stats[name].dropped for name in FILTERS if curated.stats[name].dropped}
 
 
 def dataset_version_build(*, version_id: int) -> DatasetVersion:
@@ -278,9 +302,14 @@ def dataset_version_build(*, version_id: int) -> DatasetVersion:
         _remove_leftovers(root=root, batch=batch, keep=building)
         shutil.rmtree(building, ignore_errors=True)
         building.mkdir()
-        rows, replaced = dataset_rows_scrubbed(rows=dataset_rows_for_batch(batch=batch))
-        splits = dataset_split(rows=rows)
-        manifest = _write_dataset(folder=building, batch=batch, splits=splits, replaced=replaced)
+        beat = Heartbeat(BUILD_JOB, pk=version_id, attempt=attempt, every_s=PROGRESS_SECONDS)
+        curated = dataset_curate(batch=batch, progress=lambda stage, done, total: beat(
+            progress=_progress(stage, done, total)))
+        if not curated.splits["train"]:
+            raise ValueError(f"No train rows are left after curation ({len(curated.dropped)} dropped: "
+                             + ", ".join(f"{n} {name}" for name, n in _dropped_by_filter(curated).items()) + ").")
+        beat(force=True, progress=_progress("writing", 0, 1))
+        manifest = _write_dataset(folder=building, batch=batch, curated=curated)
         return _install(version_id=version_id, attempt=attempt, built=building, manifest=manifest)
     except ClaimLost:
         return DatasetVersion.objects.get(pk=version_id)

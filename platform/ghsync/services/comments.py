@@ -318,7 +318,8 @@ def _report_body(
 
 def release_github_cases(*, release: Release) -> list[tuple[FeedbackCase, GithubItem]]:
     batch = release.run.dataset_version.batch
-    cases = batch.cases.filter(source=CaseSource.GITHUB).order_by("pk")
+    # A requester who withdrew (or deleted the post) is not told: the case left the loop with them.
+    cases = batch.cases.filter(source=CaseSource.GITHUB).exclude(status=CaseStatus.WITHDRAWN).order_by("pk")
     items = {item.case_id: item for item in GithubItem.objects.filter(case__in=cases).select_related("source")}
     return [(case, items[case.pk]) for case in cases if case.pk in items]
 

@@ -49,7 +49,8 @@ NO_SCENARIO = "未注明场景 (scenario not given)"
 NEEDS_INFO_NOTE = "No input/output example was found in the GitHub post; waiting for one."
 # Cases in these statuses are in a batch or a release: their content is frozen.
 FROZEN = {CaseStatus.IN_BATCH, CaseStatus.TRAINED, CaseStatus.RELEASED}
-WITHDRAWABLE = {CaseStatus.NEW, CaseStatus.NEEDS_INFO, CaseStatus.ACCEPTED}
+# A deleted post withdraws its case at any point, as the author's own withdrawal does (intake.services).
+WITHDRAWABLE = {CaseStatus.NEW, CaseStatus.NEEDS_INFO, CaseStatus.ACCEPTED, *FROZEN}
 UID_NAMESPACE = uuid.UUID("0b7f1c52-6a57-4a43-9d0e-5a8f3c7e2b11")
 # GitHub's ids and issue numbers as our columns hold them (BigIntegerField, PositiveIntegerField).
 GITHUB_ID_MAX = 2**63 - 1

@@ -3,7 +3,6 @@ without the intake view knowing about releases; `{% cases_with_releases cases as
 for a list of cases (pairs of case and releases) in one query."""
 
 from django import template
-from django.db.models import QuerySet
 
 from intake.models import FeedbackCase
 from releases.models import Release
@@ -14,7 +13,7 @@ register = template.Library()
 
 
 @register.simple_tag
-def releases_for_case(case: FeedbackCase) -> QuerySet[Release]:
+def releases_for_case(case: FeedbackCase) -> list[Release]:
     return select_releases_for_case(case=case)
 
 
