@@ -9,7 +9,7 @@ without a word segmenter.
 Units. `units` compares texts as a list of units, after NFKC (full-width letters, digits and
 punctuation become ASCII) and casefolding:
 
-    一个 Han character (also kana, hangul)    one unit: Chinese has no spaces to split words at
+    a Han character (also kana, hangul)      one unit: Chinese has no spaces to split words at
     a run of letters ("ligase", "tcp")       one unit, a word
     a number ("37", "4.5", "1,000")          "0": digits are masked, so the item with other
                                              numbers is the same text (Chinese numerals such as
@@ -38,31 +38,56 @@ Two rules, tried in this order; the first hit names the item:
    every sum from being "contaminated" is that the shape must match clause for clause.
 
 Templates are not contamination. A benchmark's items often share a header ("以下是单项选择题，
-请直接给出正确答案的选项。") and a row that uses it for another question is clean. When at least
-COMMON_ITEMS prompts share a prefix (or a suffix) of TEMPLATE_CHARS characters or more, it is
-cut off before indexing (found from neighbours in sorted order, so in one sort); without the
-cut, the header plus the first character of a question ("……的选项" + "下") is a specific n-gram
-and was the only source of false hits at every n from 12 to 22. An n-gram indexed for
-COMMON_ITEMS items is dropped as well (boilerplate inside the text). The cost: a reading
-passage shared by COMMON_ITEMS or more questions counts as a template too.
+请直接给出正确答案的选项。"), and a row that uses it for another question is clean. When at least
+COMMON_ITEMS prompts (or answers) share a prefix or a suffix of TEMPLATE_CHARS characters or
+more, it is cut off before indexing (found from neighbours in sorted order: one sort). Without
+the cut, the header plus the first character of a question ("……的选项" + "下", two items start
+with 下列) is a specific n-gram: with every n-gram indexed it gave 3 false hits at each n from
+15 to 21. An n-gram indexed for COMMON_ITEMS items is dropped too, for boilerplate inside the
+text; it is counted over the indexed (strided) n-grams, so it only sees boilerplate that sits
+at the same offset in those items. The cost of both: a reading passage that opens COMMON_ITEMS
+or more items counts as a template.
+One item cannot show what is its template, so an instruction gets a rule of its own: a run
+that starts in an item's instruction (its prompt's opening up to the first colon, when that is
+shorter than NGRAM units: "判断这条评论的情感（正面/负面）：", 14 units) must reach CONTENT_UNITS
+units past it. "判断这条评论的情感（正面/负面）：快递太慢了" shares the instruction and "快" with the
+general item "……：快递很快，包装也很好。", 15 units, and is another request.
 
-Index. The index is built on the first `match` (templates need every item). Each text indexes
-the n-grams starting at every STRIDE-th unit, and its last one: a row that shares a run of
-NGRAM + STRIDE - 1 units with an item always hits one, a shorter shared run of at least NGRAM
-when it covers an indexed start. A row's n-grams are all looked up. N-grams are keys of one
-dict, Python's hash of the unit tuple (64 bits; the index lives in one process, so the per-
-process string hash seed does not matter) -> the first item that had it.
-Measured on this 2-core machine, 50,000 items of about 300 characters (250 prompt, 50 answer)
-and 10,000 rows: SPEED.
+Index. The index is built on the first `match` (templates need every item; adding an item
+later rebuilds it). Each text indexes the n-grams that start at every STRIDE-th unit, and its
+last one; a row looks up all of its n-grams. So a row sharing a run of NGRAM + STRIDE - 1 (18)
+units with an item always hits, a shorter run only if it covers an indexed start: pasting a
+run of 15, 16, 17 or 18 units out of the sample's items is caught 27%, 51%, 75% and 100% of the
+time. The keys are Python's hashes of the unit tuples (64 bits; the index lives in one process,
+so the per-process string hash seed changes nothing), each -> the first item that had it.
+Measured on this 2-core machine with 50,000 items of about 300 characters (250 prompt, 50
+answer): adding and building take 4 s and 440 MiB (3.5 million n-grams); matching 10,000 rows
+of about 270 characters takes 1.0 s (the 1,000 of them holding 70 characters of an item all
+hit). STRIDE 1 would take 9.5 s and 1.5 GiB for the same items.
 
-Calibration. tests/web/fixtures/decontam_eval.jsonl: 97 contaminated rows (pasted items with
-prefixes, numbers changed, full-width and re-spaced, answers pasted as responses, partial
-passages) and 131 clean rows (the same subjects, styles and template sentences, near misses
-of the short items, everyday requests), against benchmark_sample.jsonl (60 C-Eval, CMMLU,
-word-problem, reading, MMLU and GSM8K items) and the general set. Precision first: dropping a
-clean row loses a contributor's work, missing a paraphrase loses little.
+Calibration. tests/web/fixtures/decontam_eval.jsonl: 97 contaminated rows (items pasted after
+a request, numbers changed, full-width or re-spaced, answers pasted as responses, parts of
+passages) and 134 clean rows (the same subjects, styles and template sentences, near misses of
+the short items, everyday requests), against benchmark_sample.jsonl (60 C-Eval, CMMLU, word-
+problem, reading, MMLU and GSM8K items) and the general set. Precision comes first: dropping
+a clean row loses a contributor's work, missing a paraphrase loses little.
 
-CALIBRATION
+    n    precision  recall   false hits  misses
+    12   0.970      1.000    3           0
+    14   0.970      1.000    3           0
+    15   1.000      1.000    0           0
+    16   1.000      0.990    0           1
+    17   1.000      0.959    0           4
+    18   1.000      0.948    0           5
+    20   1.000      0.918    0           8
+
+(the same for STRIDE 1 to 8). The false hits below 15 are 14-unit frames: "in 0 years the sum
+of their ages will be 0 how old is" (another age problem), and the sentiment instruction above,
+an n-gram of its own once n is 14 (two other reviews). The misses above 15 are stems pasted
+without their options ("A firm in a perfectly competitive market maximizes profit by producing
+the quantity at which", 15 words) and a problem with its numbers and month changed. Without
+the instruction rule n = 15 has one false hit (the review above). The margin is one unit each
+way, and the set was written by whoever chose the rules: read the figures as an upper bound.
 
 Not caught, by design: paraphrases and translations of an item, other names ("Alice" ->
 "Bob") or Chinese numerals ("两年" -> "三年") that break every run into pieces shorter than
@@ -80,6 +105,7 @@ NGRAM = 15  # units in a shared run that makes a row contaminated (calibrated, s
 STRIDE = 4  # an item indexes one n-gram start in STRIDE (memory); rows look up every start
 MIN_UNITS = 3  # shorter items are never matched whole
 COMMON_ITEMS = 10  # a prefix, suffix or n-gram shared by this many items is a template
+CONTENT_UNITS = 5  # a run that starts in an item's instruction must reach this far past it
 TEMPLATE_CHARS = 8  # the shortest prefix or suffix cut off as a template, in normalised characters
 
 # Scripts written without spaces between words: each character is a unit of its own
@@ -173,19 +199,20 @@ class EvalIndex:
         self._whole: dict[tuple[str, ...], int] = {}  # a short item's units -> its index
         self._whole_lengths: set[int] = set()
         prompts = [item[2] for item in self._items]
-        heads = _templates(prompts, self.common)
-        tails = _templates([prompt[::-1] for prompt in prompts], self.common)
-        for index, (_, _, prompt, answer) in enumerate(self._items):
-            head = _unit_boundary(prompt, heads[index])
-            tail = len(prompt) - _unit_boundary(prompt[::-1], tails[index])
+        answers = [item[3] for item in self._items]
+        cuts = zip(_cuts(prompts, self.common), _cuts(answers, self.common), strict=True)
+        # One item at a time: the units of all items at once would take several times the index's memory.
+        for index, ((start, end), (answer_start, answer_end)) in enumerate(cuts):
+            prompt, answer = prompts[index], answers[index]
             whole = _UNIT.findall(prompt)
-            body = whole if (head, tail) == (0, len(prompt)) else _UNIT.findall(prompt[head:tail])
+            body = whole if (start, end) == (0, len(prompt)) else _UNIT.findall(prompt[start:end])
             # The item without its template may be short: "以下是……选项。一周有几天？" is matched by "一周有几天？".
             for seq in (whole, body):
                 if MIN_UNITS <= len(seq) < self.n:
                     self._whole.setdefault(tuple(seq), index)
                     self._whole_lengths.add(len(seq))
-            self._index(index, self._fingerprints(body) | self._fingerprints(_UNIT.findall(answer)))
+            answer_body = _UNIT.findall(answer[answer_start:answer_end])
+            self._index(index, self._fingerprints(body) | self._fingerprints(answer_body))
         self._built = True
 
     def _fingerprints(self, seq: list[str]) -> set[int]:
@@ -209,11 +236,35 @@ class EvalIndex:
 
     def _gram_hit(self, seq: list[str]) -> Hit | None:
         hashes = _gram_hashes(seq, self.n)
-        found = next(filter(self._grams.__contains__, hashes), None)
-        if found is None:
-            return None
-        at = hashes.index(found)
-        return self._hit(self._grams[found], _joined(seq[at : at + self.n]))
+        at = 0
+        for found in filter(self._grams.__contains__, hashes):  # in C: most rows hit nothing
+            at = hashes.index(found, at)
+            index = self._grams[found]
+            if self._past_instruction(seq, at, index):
+                return self._hit(index, _joined(seq[at : at + self.n]))
+            at += 1
+        return None
+
+    def _past_instruction(self, seq: list[str], at: int, index: int) -> bool:
+        """Whether the run shared from seq[at] reaches CONTENT_UNITS past the item's instruction, if it starts in it.
+
+        The instruction is a prompt's opening up to its first colon, if shorter than n units
+        ("判断这条评论的情感（正面/负面）：", "Translate into Chinese:"): another request that reuses it
+        shares it and a unit or two of its own ("快递太慢了" after "…负面）：" + "快递很快").
+        """
+        prompt = self._items[index][2]
+        colon = prompt.find(":")
+        instruction = len(_UNIT.findall(prompt, 0, colon)) if colon > 0 else 0
+        if not instruction or instruction >= self.n:
+            return True
+        item, gram = _UNIT.findall(prompt), seq[at : at + self.n]
+        for start in range(instruction):
+            if item[start : start + self.n] == gram:
+                end, row_end = start + self.n, at + self.n
+                while end < len(item) and row_end < len(seq) and item[end] == seq[row_end]:
+                    end, row_end = end + 1, row_end + 1
+                return end - instruction >= CONTENT_UNITS
+        return True  # the n-gram is past the instruction, or from the answer
 
     def _whole_hit(self, prompt: str) -> Hit | None:
         if not self._whole:
@@ -234,6 +285,17 @@ class EvalIndex:
         return None
 
 
+def _cuts(texts: list[str], common: int) -> list[tuple[int, int]]:
+    """Each text's (start, end) without the prefix and suffix templates it shares with `common - 1` others."""
+    heads = _templates(texts, common)
+    tails = _templates([text[::-1] for text in texts], common)
+    out = []
+    for text, head, tail in zip(texts, heads, tails, strict=True):
+        start, end = _unit_boundary(text, head), len(text) - _unit_boundary(text[::-1], tail)
+        out.append((start, max(start, end)))
+    return out
+
+
 def _templates(texts: list[str], common: int) -> list[int]:
     """For each text, the length of the longest prefix it shares with at least `common - 1` others."""
     longest = [0] * len(texts)
@@ -252,8 +314,9 @@ def _templates(texts: list[str], common: int) -> list[int]:
 
 
 def _common_prefix(a: str, b: str) -> int:
-    if a[:TEMPLATE_CHARS] != b[:TEMPLATE_CHARS]:
-        return 0  # most pairs: a template starts with TEMPLATE_CHARS shared characters
+    """The length of the prefix `a` and `b` share, or 0 where it is shorter than a template."""
+    if len(a) < TEMPLATE_CHARS or len(b) < TEMPLATE_CHARS or a[:TEMPLATE_CHARS] != b[:TEMPLATE_CHARS]:
+        return 0  # most pairs, settled without a loop
     k = TEMPLATE_CHARS
     while k < len(a) and k < len(b) and a[k] == b[k]:
         k += 1

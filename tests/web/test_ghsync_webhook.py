@@ -193,3 +193,25 @@ def test_deleted_issue_withdraws_its_case(source: GithubSource, enqueued: Enqueu
     deliver(Client(), "issues", deleted)
     assert process_all()[1] == "withdrawn 127.0.0.1/IEIT-Yuan/Yuan-2.0#30"
     assert FeedbackCase.objects.get().status == CaseStatus.WITHDRAWN
+
+
+def test_a_deleted_comment_withdraws_its_case_even_from_a_batch(
+    source: GithubSource, enqueued: Enqueued, maintainer
+) -> None:
+    from curation.services import batch_approve, batch_create
+    from intake.services import case_transition
+
+    from .loop_factories import accepted_cases
+
+    deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_created.json"))
+    process_all()
+    case = case_transition(case=FeedbackCase.objects.get(), to_status=CaseStatus.ACCEPTED, actor=maintainer)
+    other = accepted_cases(author=maintainer, maintainer=maintainer, count=1)[0]  # a batch holds two at least
+    batch_approve(batch=batch_create(by=maintainer, name="plan-gh", case_ids=[case.pk, other.pk]), by=maintainer)
+    case.refresh_from_db()
+    assert case.status == CaseStatus.IN_BATCH
+    deliver(Client(), "issue_comment", load_fixture("webhook_issue_comment_deleted.json"))
+    process_all()
+    case.refresh_from_db()
+    # Every later dataset version leaves it out (test_curation.py), as if its author had withdrawn it here.
+    assert case.status == CaseStatus.WITHDRAWN and "Deleted on GitHub" in case.status_reason
