@@ -232,9 +232,10 @@ def _derive(case: FeedbackCase) -> None:
 DERIVED_FIELDS = ["search_text", "personal_data", "signature"]
 
 
-def _bands_write(cases: Sequence[FeedbackCase]) -> None:
-    """Replace the LSH band rows of saved cases by those of their current signatures."""
-    CaseBand.objects.filter(case__in=[case.pk for case in cases]).delete()
+def _bands_write(cases: Sequence[FeedbackCase], *, new: bool = False) -> None:
+    """Write the LSH band rows of saved cases (replacing those of an earlier text unless they are `new`)."""
+    if not new:
+        CaseBand.objects.filter(case__in=[case.pk for case in cases]).delete()
     CaseBand.objects.bulk_create(
         CaseBand(case_id=case.pk, key=key)
         for case in cases
@@ -276,7 +277,7 @@ def case_create(
         created_at=timezone.now(),
     )
     _validated_case(case=case).save()
-    _bands_write([case])
+    _bands_write([case], new=True)
     CaseEvent.objects.create(case=case, actor=author, action="created", to_status=case.status)
     return case
 
@@ -477,7 +478,7 @@ def cases_import_many(*, records: list[CaseImport]) -> list[FeedbackCase | Valid
         new.append(case)
         results.append(case)
     FeedbackCase.objects.bulk_create(new)
-    _bands_write(new)
+    _bands_write(new, new=True)
     CaseEvent.objects.bulk_create(
         CaseEvent(case=case, action="imported", to_status=case.status, note=case.status_reason) for case in new
     )

@@ -101,3 +101,20 @@ def test_every_app_imports_only_the_apps_before_it_in_the_flow() -> None:
 def test_the_shared_plumbing_imports_no_app() -> None:
     offenders = {path: names & set(APPS) for path, names in _imported_top_names(PLATFORM_DIR / "cotrain_site").items()}
     assert not {path: names for path, names in offenders.items() if names}
+
+
+#: The curation modules (detectors and filters) are pure: a bench or a notebook runs them without Django.
+PURE_MODULES = ["intake.pii", "intake.neardup", "curation.quality", "curation.decontam", "curation.pipeline"]
+
+
+def test_the_curation_modules_load_without_django() -> None:
+    import subprocess
+    import sys
+
+    code = (f"import importlib, sys; sys.path[:0] = [{str(PLATFORM_DIR)!r}]; "
+            f"[importlib.import_module(m) for m in {PURE_MODULES!r}]; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'rest_framework', 'celery', 'torch'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
