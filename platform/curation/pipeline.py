@@ -4,8 +4,9 @@
                         responses, repetition and extreme lengths drop a row; a response in
                         another language than the request asked for, or a very short one, is
                         flagged (kept, the reason shown to maintainers)
-    2. personal data    `intake.pii.scrub`: typed placeholders (`<PHONE>`, `<ID>`, ...) replace
-                        what the contributor typed; the row records the kinds
+    2. personal data    `intake.pii.scrub` of the scenario, prompt and response: typed placeholders
+                        (`<PHONE>`, `<ID>`, ...) replace what the contributor typed; the row
+                        records the kinds
     3. near-duplicates  `intake.neardup`: MinHash LSH over character n-grams with digits masked,
                         pairs verified by their estimated Jaccard; rows linked across cases form
                         a cluster, and a cluster keeps the rows of at most `keep_per_cluster`
@@ -43,6 +44,8 @@ Progress = Callable[[str, int, int], None]
 # The order filters run in, as the manifest and the card list them.
 FILTERS = ("quality", "personal_data", "near_duplicate", "decontamination")
 EVAL_FRACTION = 0.2
+# The free text of a row, typed by people (a scenario may name someone too).
+SCRUBBED_FIELDS = ("scenario", "prompt", "response")
 # How often (in rows) a long stage reports progress.
 PROGRESS_EVERY = 500
 
@@ -157,7 +160,7 @@ def _scrub(rows: Rows, curated: Curated, progress: Progress | None) -> Rows:
     stats = curated.stats["personal_data"]
     for done, row in enumerate(rows, start=1):
         kinds: Counter[str] = Counter()
-        for name in ("prompt", "response"):
+        for name in SCRUBBED_FIELDS:
             row[name], counts = scrub(row[name])
             kinds.update(counts)
         row["scrubbed"] = sorted(kinds)

@@ -69,7 +69,7 @@ def curated_batch(contributor: User, maintainer: User) -> dict[str, FeedbackCase
         "benchmark": _case(contributor, maintainer, "请解答：" + BENCHMARK[0]["prompt"], BENCHMARK[0]["answer"],
                            "应用题"),
         "personal": _case(contributor, maintainer, "我的手机号是13812345678，请写一条取快递的提醒短信。",
-                          "【提醒】您的快递已到驿站，请凭手机尾号5678取件。", "短信"),
+                          "【提醒】您的快递已到驿站，请凭手机尾号5678取件。", "短信（李雷 li.lei@example.com 的需求）"),
     }
 
 
@@ -107,7 +107,7 @@ def test_a_build_drops_copies_pasted_eval_items_and_placeholders_and_records_why
     filters = curation["filters"]
     assert (filters["near_duplicate"]["dropped"], filters["decontamination"]["dropped"]) == (1, 2)
     assert filters["decontamination"]["why"] == {"benchmark": 1, "general": 1}
-    assert filters["personal_data"]["changed"] == 1 and filters["personal_data"]["why"] == {"PHONE": 1}
+    assert filters["personal_data"]["changed"] == 1 and filters["personal_data"]["why"] == {"EMAIL": 1, "PHONE": 1}
     assert curation["decontamination_sources"]["general"] == 42
     assert curation["decontamination_sources"]["benchmark:mini-gsm"] == 2
 
@@ -116,7 +116,8 @@ def test_a_build_drops_copies_pasted_eval_items_and_placeholders_and_records_why
     assert all(row["filters"] == ["quality", "personal_data", "near_duplicate", "decontamination"]
                for row in everything)
     (personal,) = [row for row in everything if row["case_id"] == case["personal"]]
-    assert personal["scrubbed"] == ["PHONE"] and "<PHONE>" in personal["prompt"]
+    assert personal["scrubbed"] == ["EMAIL", "PHONE"] and "<PHONE>" in personal["prompt"]
+    assert personal["scenario"] == "短信（李雷 <EMAIL> 的需求）"  # the scenario is people's text too
     assert personal["case_url"].endswith(f"/cases/{case['personal']}/") and personal["cluster_id"].startswith("c-")
     assert version.progress == {"stage": "ready", "done": 1, "total": 1}
 
