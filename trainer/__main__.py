@@ -15,6 +15,9 @@ from pathlib import Path
 from . import contract
 from .config import ConfigError
 
+# The platform's evaluation runs `eval` on the gpu queue without the flag: the GPU is used wherever there is one.
+DEVICE_HELP = "auto (default: the first GPU, in bf16, when there is one; else the CPU, float32), cpu, cuda, cuda:N"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = sub.add_parser("generate", help="answer prompts with a checkpoint")
     p.add_argument("--model", required=True)
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = sub.add_parser("init", help="write a randomly initialised checkpoint of a preset architecture")
     p.add_argument("--preset", required=True, help="yuan2_tiny, yuan2_small or yuan2_2b")
@@ -88,21 +94,22 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
+    from .checkpoint import load_model, pick_device
     from .data import load_examples, single_split
     from .evaluate import compare, eval_report, write_comparison
     from .generation import SamplingConfig
     from .tokenizer import check_vocab, load_tokenizer
 
+    device = pick_device(args.device)
     examples = load_examples(args.data, split=single_split(args.data) or args.split)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
     tokenizer = load_tokenizer(args.model)
-    tuned = load_model(args.model)
+    tuned = load_model(args.model, device=device)
     check_vocab(tokenizer, tuned.config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.base:
-        base = load_model(args.base)
+        base = load_model(args.base, device=device)
         check_vocab(tokenizer, base.config)
         result = compare(base, tuned, tokenizer, examples, sampling=sampling, seq_len=args.seq_len,
                          batch_size=args.batch_size)
@@ -117,7 +124,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
+    from .checkpoint import load_model, pick_device
     from .generation import SamplingConfig, generate_text
     from .tokenizer import load_tokenizer
 
@@ -126,11 +133,12 @@ def _generate(args: argparse.Namespace) -> int:
         prompts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not prompts:
         raise ValueError("give at least one --prompt or a --file of prompts")
-    model = load_model(args.model)
+    model = load_model(args.model, device=pick_device(args.device))
     tokenizer = load_tokenizer(args.model)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    for prompt, answer in zip(prompts, generate_text(model, tokenizer, prompts, sampling=sampling), strict=True):
+    answers = generate_text(model, tokenizer, prompts, sampling=sampling, batch_size=args.batch_size)
+    for prompt, answer in zip(prompts, answers, strict=True):
         print(json.dumps({"prompt": prompt, "answer": answer}, ensure_ascii=False))
     return contract.Exit.SUCCEEDED
 

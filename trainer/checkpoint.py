@@ -82,6 +82,26 @@ def read_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """The device a command runs its model on: `auto` is the first GPU when there is one, else the CPU.
+
+    Refuses (ValueError) a CUDA device on a machine without one, rather than failing mid-load.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {name!r}: {exc}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device(s)")
+    return device
+
+
 def load_model(path: str | Path, dtype: torch.dtype | None = None,
                device: torch.device | str | None = None) -> YuanForCausalLM:
     """The model of a local checkpoint folder, in eval mode.

@@ -215,3 +215,44 @@ def test_sha256sums_detect_a_modified_file(tmp_path: Path) -> None:
 
     os.remove(folder / "tokenizer.json")
     assert sorted(verify_sha256sums(folder)) == ["model.safetensors", "tokenizer.json"]
+
+
+# --- the device a command runs on (issue 14: eval and generate used the CPU on GPU machines) ---
+
+
+def test_auto_device_is_the_gpu_when_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.checkpoint import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu") and pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("auto") == torch.device("cuda") and pick_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match="has 2 CUDA device"):
+        pick_device("cuda:2")
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "gpu", "meta"])
+def test_a_device_the_machine_lacks_is_refused_before_loading(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from trainer.checkpoint import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--device"):
+        pick_device(name)
+
+
+def test_eval_and_generate_take_a_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.__main__ import main
+
+    model = tmp_path / "model"
+    assert main(["init", "--preset", "yuan2_tiny", "--out", str(model)]) == 0
+    data = tmp_path / "eval.jsonl"
+    data.write_text('{"id": "a", "prompt": "1+1=", "response": "2", "source": "t"}\n', encoding="utf-8")
+    assert main(["generate", "--model", str(model), "--prompt", "你好", "--max-new-tokens", "2",
+                 "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["prompt"] == "你好"
+    assert main(["eval", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "scores"),
+                 "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    if not torch.cuda.is_available():
+        assert main(["generate", "--model", str(model), "--prompt", "x", "--device", "cuda"]) == 2
+        assert "CUDA device" in capsys.readouterr().err
