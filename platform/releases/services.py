@@ -1,8 +1,10 @@
 """Writes to releases; the only place their status changes.
 
-Publishing copies a run's export into `ARTIFACT_ROOT/releases/<tag>/` in three
+Publishing puts a run's export into `ARTIFACT_ROOT/releases/<tag>/` in three
 steps: claim (a `publishing` row, under the permission and evaluation checks),
-copy (outside any transaction: checkpoints are large), install (under the row
+copy (outside any transaction: checkpoints are large; each file a hard link to the
+run's when both are on one filesystem, else a copy, and every byte hashed against the
+export's SHA256SUMS either way), install (under the row
 lock: move the staged folder into place, record the files, publish, and move the
 batch's cases to `released`). A failure marks the release `failed`; publishing
 the run again retries it.
@@ -17,9 +19,11 @@ older copy that wakes up finds its attempt gone and stops without installing.
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,13 +150,28 @@ class _Staged:
 
 
 def _copy_hashed(src: Path, dst: Path, *, beat: Callable[[], None]) -> tuple[int, str]:
-    """Copy in 1 MiB chunks, hashing on the way: one read of each byte."""
+    """Share `src` as `dst` and hash what `dst` holds, in 1 MiB chunks: one read of each byte.
+
+    A hard link (`COTRAIN_RELEASE_LINK_FILES`, on by default) when the run folder and the
+    release store are on one filesystem: no gigabytes copied, and the release keeps its
+    bytes when the run folder is deleted. A re-export replaces the run's files rather than
+    writing into them (`trainer.export` removes the old folders first). Where a link is
+    refused (another filesystem, a store without hard links), or the setting is off, a copy.
+    """
     digest, size = hashlib.sha256(), 0
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with src.open("rb") as reader, dst.open("wb") as writer:
+    linked = False
+    if settings.RELEASE_LINK_FILES:
+        try:
+            os.link(src, dst)
+            linked = True
+        except OSError:
+            pass
+    with (dst if linked else src).open("rb") as reader, (nullcontext() if linked else dst.open("wb")) as writer:
         while chunk := reader.read(1 << 20):
             digest.update(chunk)
-            writer.write(chunk)
+            if writer is not None:
+                writer.write(chunk)
             size += len(chunk)
             beat()
     return size, digest.hexdigest()

@@ -70,6 +70,41 @@ def test_publish_copies_the_export_with_checksums_and_a_loadable_checkpoint(
     assert [p.name for p in (settings.ARTIFACT_ROOT / "releases").iterdir()] == ["yuan2-tiny-2024-02"]
 
 
+@pytest.mark.parametrize("link", [True, False])
+def test_release_files_are_links_to_the_export_and_outlive_the_run_folder(
+    publishable: Callable, maintainer: User, settings, link: bool
+) -> None:
+    import shutil
+
+    settings.RELEASE_LINK_FILES = link
+    run = publishable()
+    export = settings.ARTIFACT_ROOT / run.run_dir / "export"
+    release = release_publish(run=run, by=maintainer, tag=f"linked-{link}")
+    folder = release_abspath(release=release)
+    weights = next((folder / "merged").glob("*.safetensors"))
+    shared = weights.stat().st_ino == (export / "merged" / weights.name).stat().st_ino
+    assert shared is link  # no gigabytes copied where a link is allowed; a copy where it is switched off
+    # A re-export (trainer.export removes the old folder first) and then a deleted run folder leave it intact.
+    shutil.rmtree(settings.ARTIFACT_ROOT / run.run_dir)
+    assert verify_sha256sums(folder) == [] and verify_sha256sums(folder / "merged") == []
+    assert load_model(folder / "merged").config.hidden_size == 64
+
+
+def test_a_release_store_that_refuses_links_gets_copies(
+    publishable: Callable, maintainer: User, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    release = release_publish(run=publishable(), by=maintainer, tag="copied")
+    assert release.status == ReleaseStatus.PUBLISHED
+    assert verify_sha256sums(release_abspath(release=release) / "merged") == []
+
+
 def test_model_card_says_what_was_trained_on_what_and_how_to_load_it(
     publishable: Callable, maintainer: User, version: DatasetVersion
 ) -> None:

@@ -317,6 +317,9 @@ EVAL_GENERAL_MAX_LOSS_INCREASE = env_float("COTRAIN_EVAL_GENERAL_MAX_LOSS_INCREA
 # Releases (releases app). A `publishing` release whose copy has not written a
 # heartbeat for this long is taken over by a new attempt ...
 RELEASE_PUBLISH_TIMEOUT_SECONDS = env_int("COTRAIN_RELEASE_PUBLISH_TIMEOUT", 900)
+# A release's files are hard links to the run's export (no gigabytes copied) where the filesystem allows;
+# off: always copies (a release store that must not share inodes with run folders).
+RELEASE_LINK_FILES = env_bool("COTRAIN_RELEASE_LINK_FILES", True)
 # ... until this many attempts have been started; then it is marked failed (a maintainer may publish again).
 RELEASE_PUBLISH_MAX_ATTEMPTS = env_int("COTRAIN_RELEASE_PUBLISH_MAX_ATTEMPTS", 3)
 CELERY_TASK_ALWAYS_EAGER = False
