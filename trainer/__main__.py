@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("init", help="write a randomly initialised checkpoint of a preset architecture")
     p.add_argument("--preset", required=True, help="yuan2_tiny, yuan2_small or yuan2_2b")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", help="a folder with the tokenizer to ship (Yuan's tokenizer.model for yuan2_2b); "
+                                       "default: the built-in byte tokenizer of the small presets")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="storage dtype of the weights (real Yuan2 checkpoints are bfloat16)")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("demo-base", help="build (once) the bundled tiny demo base model from the shipped text")
@@ -148,15 +152,18 @@ def _init(args: argparse.Namespace) -> int:
     from .config import preset
     from .hf import write_remote_code
     from .model import YuanForCausalLM
-    from .tokenizer import byte_tokenizer, check_vocab
+    from .tokenizer import byte_tokenizer, check_vocab, load_tokenizer
 
     config = preset(args.preset)
-    # Only byte-vocabulary presets have a tokenizer we can ship; yuan2_2b needs Yuan's own.
-    check_vocab(byte_tokenizer(), config)
+    # A byte-vocabulary preset ships the built-in tokenizer; yuan2_2b needs Yuan's own (--tokenizer).
+    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else byte_tokenizer()
+    check_vocab(tokenizer, config)
     model = YuanForCausalLM(config)
     model.init_weights(args.seed)  # the same weights `model: {preset, init_seed}` trains from
-    save_model(model, args.out)
-    byte_tokenizer().save(args.out)
+    import torch
+
+    save_model(model, args.out, dtype={"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype])
+    tokenizer.save(args.out)
     write_remote_code(Path(args.out))
     print(args.out)
     return contract.Exit.SUCCEEDED

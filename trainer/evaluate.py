@@ -171,10 +171,11 @@ class ExampleScore:
 
 
 def score_generations(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Any], *,
-                      sampling: SamplingConfig, batch_size: int = 32) -> list[ExampleScore]:
-    """Generate an answer to each example's prompt and score it against its response."""
+                      sampling: SamplingConfig, batch_size: int = 32,
+                      max_prompt_tokens: int | None = None) -> list[ExampleScore]:
+    """Generate an answer to each example's prompt (its last `max_prompt_tokens`) and score it."""
     predictions = generate_text(model, tokenizer, [ex.prompt for ex in examples], sampling=sampling,
-                                batch_size=batch_size)
+                                batch_size=batch_size, max_prompt_tokens=max_prompt_tokens)
     return [ExampleScore(id=ex.id, prompt=ex.prompt, reference=ex.response, prediction=pred,
                          exact_match=exact_match(pred, ex.response), chrf=chrf(pred, ex.response))
             for ex, pred in zip(examples, predictions, strict=True)]
@@ -187,7 +188,9 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 def _score(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Any], sampling: SamplingConfig,
            seq_len: int, batch_size: int) -> list[ExampleScore]:
-    scores = score_generations(model, tokenizer, examples, sampling=sampling, batch_size=batch_size)
+    # A prompt is seen as far as the loss sees it: the eval's sequence length.
+    scores = score_generations(model, tokenizer, examples, sampling=sampling, batch_size=batch_size,
+                               max_prompt_tokens=seq_len)
     losses = example_losses(model, tokenizer, examples, seq_len)
     for s in scores:
         s.loss = losses.get(s.id)

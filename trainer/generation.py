@@ -263,13 +263,19 @@ def _next_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask
 
 
 def generate_text(model: torch.nn.Module, tokenizer: Any, prompts: list[str], *, sampling: SamplingConfig,
-                  batch_size: int = 32) -> list[str]:
+                  batch_size: int = 32, max_prompt_tokens: int | None = None) -> list[str]:
     """The model's answer to each prompt, Yuan style: `prompt<sep>` -> `answer<eod>`.
 
     A prompt ending with the text `<sep>` is not given a second one; the `<sep>`
     id is always appended by id, never left to the tokenizer to find in the text.
+    `max_prompt_tokens`: a longer prompt keeps its last tokens (the question usually
+    comes last, and `<sep>` must), so one pasted document cannot fail a whole evaluation.
     """
     ids = [encode_prompt(tokenizer, p) for p in prompts]
+    if max_prompt_tokens is not None:
+        if max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
+        ids = [p[-max_prompt_tokens:] for p in ids]
     outs = generate(model, ids, eod_id=tokenizer.eod_id, sampling=sampling, batch_size=batch_size)
     return [tokenizer.decode(o) for o in outs]
 

@@ -256,3 +256,17 @@ def test_eval_and_generate_take_a_device(tmp_path: Path, capsys: pytest.CaptureF
     if not torch.cuda.is_available():
         assert main(["generate", "--model", str(model), "--prompt", "x", "--device", "cuda"]) == 2
         assert "CUDA device" in capsys.readouterr().err
+
+
+def test_init_ships_a_given_tokenizer_and_refuses_one_that_does_not_fit(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.__main__ import main
+    from trainer.tokenizer import load_tokenizer
+
+    yuan = Path(__file__).resolve().parents[1] / "fixtures" / "yuan_tokenizer"
+    # Yuan's 134,953 pieces do not fit the tiny preset's byte vocabulary: refused before anything is written.
+    assert main(["init", "--preset", "yuan2_tiny", "--tokenizer", str(yuan), "--out", str(tmp_path / "no")]) == 2
+    assert "vocab_size" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert main(["init", "--preset", "yuan2_tiny", "--dtype", "bfloat16", "--out", str(tmp_path / "bf16")]) == 0
+    assert load_model(tmp_path / "bf16").config.torch_dtype == "bfloat16"
+    assert len(load_tokenizer(tmp_path / "bf16")) == len(byte_tokenizer())

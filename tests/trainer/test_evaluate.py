@@ -22,7 +22,7 @@ from trainer.evaluate import (
     score_generations,
     write_comparison,
 )
-from trainer.generation import SamplingConfig, generate_text
+from trainer.generation import SamplingConfig, encode_prompt, generate_text
 from trainer.model import YuanForCausalLM
 from trainer.tokenizer import byte_tokenizer
 
@@ -264,3 +264,17 @@ def test_write_comparison_files_parse_back(tokenizer, tmp_path) -> None:
     long_row = next(line for line in table if line.startswith("| long |"))
     assert long_prompt not in long_row and "…" in long_row and "\\|" in long_row
     assert f"{result['summary']['improved']} improved" in md
+
+
+def test_a_prompt_longer_than_the_context_is_cut_not_fatal(tokenizer) -> None:
+    """A pasted document among the eval cases once failed the whole evaluation (`prompt has N tokens`)."""
+    model = tiny(0)
+    long = Example(id="long", prompt="很长的文档。" * 400 + "请总结上文。", response="总结", source="t", weight=1.0)
+    with pytest.raises(ValueError, match="context"):
+        generate_text(model, tokenizer, [long.prompt], sampling=SAMPLING)
+    report = eval_report(model, tokenizer, [*EXAMPLES, long], sampling=SAMPLING, seq_len=64)
+    assert report["summary"]["n"] == len(EXAMPLES) + 1
+    # The cut keeps the end of the prompt, where the question is: the same answer as for the last 64 tokens.
+    tail = tokenizer.decode(encode_prompt(tokenizer, long.prompt)[-64:-1])
+    assert generate_text(model, tokenizer, [long.prompt], sampling=SAMPLING, max_prompt_tokens=64) == \
+        generate_text(model, tokenizer, [tail], sampling=SAMPLING)
