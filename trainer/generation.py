@@ -68,7 +68,7 @@ def _is_number(value: Any) -> bool:
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, sampling: SamplingConfig,
-             batch_size: int = 32, static_cache: bool | None = None) -> list[list[int]]:
+             batch_size: int = 32, static_cache: bool | None = None, vocab: int | None = None) -> list[list[int]]:
     """The generated token ids of each prompt (without the prompt and without `<eod>`).
 
     `model` is a `YuanForCausalLM` (or a peft wrapper around one); any model
@@ -79,6 +79,10 @@ def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, s
     `static_cache` (default: on GPUs, for our own model) decodes with
     preallocated cache buffers and replays one CUDA graph per token, since a
     decode step is hundreds of tiny kernels whose launch cost dwarfs their work.
+
+    `vocab`: ids from it up are never drawn. Yuan2's embedding table is padded past its
+    tokenizer (135,040 rows for 134,958 ids): a padding row is no token, and an untrained
+    or broken model that picks one would otherwise end in an undecodable answer.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -111,7 +115,7 @@ def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, s
             chunk = order[start:start + batch_size]
             outs = _generate_batch(model, [prompts[i] for i in chunk], [budgets[i] for i in chunk],
                                    eod_id=eod_id, sampling=sampling, generator=generator, device=device,
-                                   static_cache=static_cache)
+                                   static_cache=static_cache, vocab=vocab)
             for i, out in zip(chunk, outs, strict=True):
                 results[i] = out
     finally:
@@ -121,7 +125,7 @@ def generate(model: torch.nn.Module, prompts: list[list[int]], *, eod_id: int, s
 
 def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: list[int], *, eod_id: int,
                     sampling: SamplingConfig, generator: torch.Generator | None, device: torch.device,
-                    static_cache: bool | None = None) -> list[list[int]]:
+                    static_cache: bool | None = None, vocab: int | None = None) -> list[list[int]]:
     b = len(prompts)
     width = max(len(p) for p in prompts)
     ids = torch.zeros((b, width), dtype=torch.long)  # padding: any valid id, masked out
@@ -141,9 +145,9 @@ def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: l
         static_cache = device.type == "cuda"
     if static_cache and isinstance(core, YuanForCausalLM):
         return _decode_static(core, cache, logits, budgets, eod_id=eod_id, sampling=sampling,
-                              generator=generator)
+                              generator=generator, vocab=vocab)
     while True:
-        tokens = _pick(logits, sampling, generator)
+        tokens = _pick(logits, sampling, generator, vocab)
         keep: list[int] = []
         for row, token in enumerate(tokens.tolist()):
             r = active[row]
@@ -165,7 +169,8 @@ def _generate_batch(model: torch.nn.Module, prompts: list[list[int]], budgets: l
 
 
 def _decode_static(core: YuanForCausalLM, cache: YuanCache, logits: torch.Tensor, budgets: list[int], *,
-                   eod_id: int, sampling: SamplingConfig, generator: torch.Generator | None) -> list[list[int]]:
+                   eod_id: int, sampling: SamplingConfig, generator: torch.Generator | None,
+                   vocab: int | None = None) -> list[list[int]]:
     """Decode after the prefill in a preallocated cache (`YuanCache.preallocate`); on a GPU each
     step is one CUDA-graph replay."""
     outputs: list[list[int]] = [[] for _ in budgets]
@@ -184,7 +189,7 @@ def _decode_static(core: YuanForCausalLM, cache: YuanCache, logits: torch.Tensor
         # of the dynamic path does: the same seed then gives the same samples.
         active = [row for row in range(len(budgets)) if not done[row]]
         rows = torch.tensor(active, device=logits.device)
-        picked = _pick(logits.index_select(0, rows), sampling, generator)
+        picked = _pick(logits.index_select(0, rows), sampling, generator, vocab)
         for row, token in zip(active, picked.tolist(), strict=True):
             if token == eod_id:
                 done[row] = True
@@ -205,8 +210,11 @@ def _decode_static(core: YuanForCausalLM, cache: YuanCache, logits: torch.Tensor
                     graph_logits = step()  # recorded, not run: the next replay is the next step
 
 
-def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from (B, V) logits."""
+def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None,
+          vocab: int | None = None) -> torch.Tensor:
+    """One token per row from (B, V) logits, among the first `vocab` ids when given."""
+    if vocab is not None and vocab < logits.shape[-1]:
+        logits = logits[:, :vocab]
     logits = logits.float()
     if sampling.greedy:
         return logits.argmax(dim=-1)
@@ -276,7 +284,8 @@ def generate_text(model: torch.nn.Module, tokenizer: Any, prompts: list[str], *,
         if max_prompt_tokens < 1:
             raise ValueError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
         ids = [p[-max_prompt_tokens:] for p in ids]
-    outs = generate(model, ids, eod_id=tokenizer.eod_id, sampling=sampling, batch_size=batch_size)
+    outs = generate(model, ids, eod_id=tokenizer.eod_id, sampling=sampling, batch_size=batch_size,
+                    vocab=len(tokenizer))
     return [tokenizer.decode(o) for o in outs]
 
 

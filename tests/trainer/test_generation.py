@@ -200,7 +200,8 @@ def test_generate_text_appends_one_sep(model: YuanForCausalLM, tokenizer) -> Non
     assert encode_prompt(tokenizer, "hi<sep>") == encode_prompt(tokenizer, "hi")
     prompts = ["你好", "hello<sep>", ""]
     texts = generate_text(model, tokenizer, prompts, sampling=GREEDY, batch_size=2)
-    ids = generate(model, [encode_prompt(tokenizer, p) for p in prompts], eod_id=tokenizer.eod_id, sampling=GREEDY)
+    ids = generate(model, [encode_prompt(tokenizer, p) for p in prompts], eod_id=tokenizer.eod_id, sampling=GREEDY,
+                   vocab=len(tokenizer))  # the tokenizer's ids only: the rest of the embedding is padding
     assert texts == [tokenizer.decode(i) for i in ids]
     assert texts[0] != texts[2]
 
@@ -258,3 +259,25 @@ def test_a_preallocated_cache_keeps_its_shapes_and_rows(model: YuanForCausalLM) 
     assert cache.key_valid is not None and cache.key_valid[:, :4].all() and not cache.key_valid[:, 4:].any()
     with pytest.raises(RuntimeError, match="keeps its rows"):
         cache.select(torch.tensor([0]))
+
+
+def test_padding_rows_of_the_vocabulary_are_never_drawn() -> None:
+    """Yuan2's embedding is padded past its tokenizer; a random 2B model drew a padding id and the
+    evaluation died in sentencepiece (`piece id is out of range`)."""
+    import dataclasses
+
+    from trainer.config import preset
+    from trainer.generation import SamplingConfig, generate
+    from trainer.model import YuanForCausalLM
+
+    model = YuanForCausalLM(dataclasses.replace(preset("yuan2_tiny"), tie_word_embeddings=False))
+    model.init_weights(0)
+    boost = torch.zeros(model.config.vocab_size)
+    boost[300:] = 1e4  # the rows past the "tokenizer" (300 ids) win every draw
+    model.lm_head.bias = torch.nn.Parameter(boost)
+    prompts = [[1, 2, 3], [4, 5]]
+    greedy = SamplingConfig(max_new_tokens=6)
+    assert all(t >= 300 for out in generate(model, prompts, eod_id=256, sampling=greedy) for t in out)
+    for sampling in (greedy, SamplingConfig(max_new_tokens=6, temperature=1.0, seed=0)):
+        outs = generate(model.eval(), prompts, eod_id=256, sampling=sampling, vocab=300)
+        assert all(t < 300 for out in outs for t in out) and any(outs)
