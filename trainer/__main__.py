@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"(with --base) or {contract.SCORES}")
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int,
+                   help="prompts decoded together (default: 64 on a GPU, where a decode step costs about the same "
+                        "for 16 prompts as for 64; 16 on the CPU)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = sub.add_parser("generate", help="answer prompts with a checkpoint")
@@ -105,6 +107,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .tokenizer import check_vocab, load_tokenizer
 
     device = pick_device(args.device)
+    batch_size = args.batch_size if args.batch_size is not None else (64 if device.type == "cuda" else 16)
     examples = load_examples(args.data, split=single_split(args.data) or args.split)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
     tokenizer = load_tokenizer(args.model)
@@ -116,12 +119,12 @@ def _eval(args: argparse.Namespace) -> int:
         base = load_model(args.base, device=device)
         check_vocab(tokenizer, base.config)
         result = compare(base, tuned, tokenizer, examples, sampling=sampling, seq_len=args.seq_len,
-                         batch_size=args.batch_size)
+                         batch_size=batch_size)
         write_comparison(result, out)
         print(json.dumps(result["summary"], ensure_ascii=False))
     else:
         report = eval_report(tuned, tokenizer, examples, sampling=sampling, seq_len=args.seq_len,
-                             batch_size=args.batch_size)
+                             batch_size=batch_size)
         (out / contract.SCORES).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(json.dumps(report["summary"], ensure_ascii=False))
     return contract.Exit.SUCCEEDED
