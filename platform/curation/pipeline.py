@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,8 +129,22 @@ def _preview(text: str) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+# Dataset row ids: `case-<pk>` for a case's first example pair, `case-<pk>-ex<n>` (n from 2) for the others.
+ROW_ID = re.compile(r"case-(?P<case>\d+)(?:-ex(?P<example>\d+))?")
+
+
+def case_pk_for_row(*, row_id: str) -> int | None:
+    """The case a dataset (or evaluation) row belongs to: `case-12` and `case-12-ex3` -> 12; else None."""
+    match = ROW_ID.fullmatch(row_id)
+    return int(match.group("case")) if match else None
+
+
 def _case_of(row: dict[str, Any]) -> Any:
-    return row.get("case_id") if row.get("case_id") is not None else f"row:{row['id']}"
+    """The request a row is an example of: its `case_id`, else the case its id names; else the row alone."""
+    if row.get("case_id") is not None:
+        return row["case_id"]
+    case_pk = case_pk_for_row(row_id=str(row["id"]))
+    return case_pk if case_pk is not None else f"row:{row['id']}"
 
 
 def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
@@ -172,55 +187,18 @@ def _scrub(rows: Rows, curated: Curated, progress: Progress | None) -> Rows:
     return rows
 
 
-class _Sets:
-    """Union-find over row indices: the clusters, then the split's groups."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)  # the smaller index roots: deterministic labels
-
-
-def _near_links(rows: Rows, progress: Progress | None) -> tuple[_Sets, dict[int, tuple[int, float]]]:
-    """Union the rows of different cases whose signatures share an LSH band and whose estimated Jaccard
-    reaches the threshold; returns the sets and, for each row that joined another, (that row, similarity)."""
+def _signatures(rows: Rows, progress: Progress | None) -> np.ndarray:
     signatures = np.empty((len(rows), neardup.NUM_PERM), dtype=np.uint32)
-    buckets: dict[int, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         signatures[i] = neardup.signature(f"{row['prompt']}\n{row['response']}")
-        for key in neardup.band_keys(signatures[i]):
-            buckets[key].append(i)
         _report(progress, "near-duplicates", i + 1, len(rows))
-    cases = [_case_of(row) for row in rows]
-    sets, linked = _Sets(len(rows)), {}
-    for members in buckets.values():
-        # A bucket whose rows are already one cluster (a request pasted a hundred times) costs one pass.
-        if len(members) < 2 or len({sets.find(i) for i in members}) == 1:
-            continue
-        for pos, i in enumerate(members[:-1]):
-            others = [j for j in members[pos + 1:] if cases[j] != cases[i] and sets.find(j) != sets.find(i)]
-            if not others:
-                continue
-            agree = np.count_nonzero(signatures[others] == signatures[i], axis=1) / neardup.NUM_PERM
-            for j, similarity in zip(others, agree.tolist(), strict=True):
-                if similarity >= neardup.THRESHOLD and sets.find(j) != sets.find(i):
-                    sets.union(i, j)
-                    linked[j] = (i, similarity)
-    return sets, linked
+    return signatures
 
 
 def _deduplicate(rows: Rows, curated: Curated, progress: Progress | None) -> Rows:
     """Label each row with its cluster and keep the rows of the first K cases of every cluster."""
-    sets, linked = _near_links(rows, progress)
+    # Rows of one case are its author's variants, never near-duplicates of each other.
+    sets, linked = neardup.links(_signatures(rows, progress), groups=[_case_of(row) for row in rows])
     members: dict[int, list[int]] = defaultdict(list)
     for i in range(len(rows)):
         members[sets.find(i)].append(i)
@@ -249,12 +227,14 @@ def _deduplicate(rows: Rows, curated: Curated, progress: Progress | None) -> Row
     return sorted(kept, key=lambda row: row["id"])
 
 
-def _split(rows: Rows, eval_fraction: float) -> dict[str, Rows]:
-    """Train/eval by groups: rows sharing a case or a cluster are one group, placed on one side."""
-    sets = _Sets(len(rows))
+def split_rows(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
+    """Train/eval by groups: rows sharing a case or a cluster are one group, placed on one side
+    (`split_groups`); a row of no case and no cluster is a group of its own."""
+    sets = neardup.UnionFind(len(rows))
     first_of: dict[Any, int] = {}
     for i, row in enumerate(rows):
-        for key in (("case", _case_of(row)), ("cluster", row.get("cluster_id"))):
+        keys = [("case", _case_of(row))] + ([("cluster", row["cluster_id"])] if row.get("cluster_id") else [])
+        for key in keys:
             if key in first_of:
                 sets.union(first_of[key], i)
             else:
@@ -337,7 +317,7 @@ def curate(*, rows: Iterable[dict[str, Any]], eval_items: Sequence[EvalItem] = (
     kept = _quality(list(rows), curated, progress)
     kept = _scrub(kept, curated, progress)
     kept = _deduplicate(kept, curated, progress)
-    curated.splits = _split(kept, eval_fraction)
+    curated.splits = split_rows(rows=kept, eval_fraction=eval_fraction)
     _decontaminate(curated.splits, eval_items, curated, progress)
     curated.dropped.sort(key=lambda row: (FILTERS.index(row.filter), row.id))
     return curated

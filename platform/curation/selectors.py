@@ -1,7 +1,6 @@
 """Every read of dataset batches and versions that a view, task or another app needs."""
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ from django.urls import reverse
 
 from curation.models import BatchCase, BatchStatus, BenchmarkItem, BenchmarkSet, DatasetBatch, DatasetVersion
 from curation.pipeline import EvalItem
+from curation.pipeline import case_pk_for_row as case_pk_for_row  # the id scheme lives with the rows; re-exported
 from intake.models import CaseStatus, FeedbackCase
 
 
@@ -96,16 +96,6 @@ def dataset_version_abspath(*, version: DatasetVersion) -> Path:
 def case_url(*, case: FeedbackCase) -> str:
     """The public link to a case, as written into datasets and model cards."""
     return settings.SITE_URL + reverse("intake:case_detail", args=[case.pk])
-
-
-# Dataset row ids: `case-<pk>` for a case's first example pair, `case-<pk>-ex<n>` (n from 2) for the others.
-ROW_ID = re.compile(r"case-(?P<case>\d+)(?:-ex(?P<example>\d+))?")
-
-
-def case_pk_for_row(*, row_id: str) -> int | None:
-    """The case a dataset (or evaluation) row belongs to: `case-12` and `case-12-ex3` -> 12; else None."""
-    match = ROW_ID.fullmatch(row_id)
-    return int(match.group("case")) if match else None
 
 
 def case_examples(*, case: FeedbackCase) -> list[tuple[str, str, str]]:

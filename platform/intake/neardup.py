@@ -225,39 +225,61 @@ def band_keys(sig: np.ndarray, *, threshold: float = THRESHOLD, num_perm: int = 
 # --- clusters ----------------------------------------------------------------------------
 
 
-def clusters(texts: Sequence[str], *, n: int = NGRAM, threshold: float = THRESHOLD) -> list[int]:
-    """A cluster label per text: the index of the first text of its cluster.
+class UnionFind:
+    """Disjoint sets over 0..n-1; the smaller root wins a union, so a set's label is its smallest member."""
 
-    Clusters are the connected components of the pairs that share a band key and whose
-    estimated Jaccard is >= threshold. The grouping does not depend on the order of `texts`
-    (only the labels do, being first indices): a pair skipped because its texts are already
-    joined could only have joined them.
-    """
-    sigs = np.array(signatures(texts, n=n), dtype=_DTYPE).reshape(len(texts), NUM_PERM)
-    buckets: defaultdict[int, list[int]] = defaultdict(list)
-    for i, sig in enumerate(sigs):
-        for key in band_keys(sig, threshold=threshold):
-            buckets[key].append(i)
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
 
-    parent = list(range(len(texts)))
-
-    def find(i: int) -> int:
+    def find(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]  # path halving
             i = parent[i]
         return i
 
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def links(sigs: np.ndarray, *, groups: Sequence[object] | None = None, threshold: float = THRESHOLD
+          ) -> tuple[UnionFind, dict[int, tuple[int, float]]]:
+    """Join the signatures (rows of `sigs`) that share a band key and whose estimated Jaccard is >= threshold.
+
+    Members of one group (`groups[i]`, e.g. the examples of one request) are never compared
+    with each other. Returns the sets and, for each member that joined an earlier one, (that
+    member, their similarity): what a person is shown as the reason. The grouping does not
+    depend on the order of the rows (only labels do): a pair skipped because its members are
+    already joined could only have joined them.
+    """
+    buckets: defaultdict[int, list[int]] = defaultdict(list)
+    for i, sig in enumerate(sigs):
+        for key in band_keys(sig, threshold=threshold):
+            buckets[key].append(i)
+    sets, joined = UnionFind(len(sigs)), {}
     for members in buckets.values():
+        # A bucket already one set (a request pasted a hundred times) costs one pass, not a hundred.
+        if len(members) < 2 or len({sets.find(i) for i in members}) == 1:
+            continue
         for pos, i in enumerate(members[:-1]):
-            root = find(i)
-            # Compare i with the later members not already in its component, all at once.
-            others = [j for j in members[pos + 1 :] if find(j) != root]
+            # Compare i with the later members not already in its set, all at once.
+            others = [j for j in members[pos + 1:] if sets.find(j) != sets.find(i)
+                      and (groups is None or groups[j] != groups[i])]
             if not others:
                 continue
-            agree = np.count_nonzero(sigs[others] == sigs[i], axis=1) / NUM_PERM
-            for j, sim in zip(others, agree, strict=True):
-                if sim >= threshold:
-                    # The smaller root wins, so a label is the smallest index of its cluster.
-                    a, b = sorted((find(i), find(j)))
-                    parent[b] = a
-    return [find(i) for i in range(len(texts))]
+            agree = np.count_nonzero(sigs[others] == sigs[i], axis=1) / sigs.shape[1]
+            for j, sim in zip(others, agree.tolist(), strict=True):
+                if sim >= threshold and sets.find(j) != sets.find(i):
+                    sets.union(i, j)
+                    joined[j] = (i, sim)
+    return sets, joined
+
+
+def clusters(texts: Sequence[str], *, n: int = NGRAM, threshold: float = THRESHOLD) -> list[int]:
+    """A cluster label per text: the index of the first text of its cluster (the connected
+    components of `links`)."""
+    sigs = np.array(signatures(texts, n=n), dtype=_DTYPE).reshape(len(texts), NUM_PERM)
+    sets, _ = links(sigs, threshold=threshold)
+    return [sets.find(i) for i in range(len(texts))]

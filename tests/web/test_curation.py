@@ -299,3 +299,26 @@ def test_a_withdrawn_case_leaves_later_versions_and_releases_say_where_it_still_
     with pytest.raises(ValidationError):
         case_transition(case=later, to_status=CaseStatus.ACCEPTED, actor=maintainer)
     assert later.pk not in set(batch_create(by=maintainer, name="plan-two").items.values_list("case_id", flat=True))
+
+
+def test_a_build_writes_its_progress_with_its_heartbeat(
+    curated_batch: dict[str, FeedbackCase], maintainer: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the batch page's progress bar reads: the row's `progress`, stage by stage, while it builds."""
+    from curation.services import dataset_versions
+
+    seen: list[dict] = []
+    real = dataset_versions.Heartbeat.__call__
+
+    def beat(self, force: bool = False, **fields: object) -> None:
+        real(self, force, **fields)
+        seen.append(DatasetVersion.objects.get(pk=self.pk).progress)  # as stored, not as sent
+
+    monkeypatch.setattr(dataset_versions, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(dataset_versions.Heartbeat, "__call__", beat)
+    version = _build(maintainer, "plan-progress")
+    stages = list(dict.fromkeys(p["stage"] for p in seen))
+    assert stages == ["quality", "personal data", "near-duplicates", "decontamination", "writing"]
+    rows = len(curated_batch) + 8  # one row per case: none of them has extra examples
+    assert {"stage": "quality", "done": rows, "total": rows} in seen
+    assert version.progress == {"stage": "ready", "done": 1, "total": 1}

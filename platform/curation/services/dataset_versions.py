@@ -28,10 +28,9 @@ from django.template.loader import render_to_string
 from accounts.models import User
 from cotrain_site.jobs import ClaimLost, Heartbeat, job_claim, job_lock, job_retry, job_send
 from curation.models import BenchmarkSet, DatasetBatch, DatasetVersion, DatasetVersionStatus
-from curation.pipeline import EVAL_FRACTION, FILTERS, Curated, Progress, canonical, curate, split_groups
+from curation.pipeline import EVAL_FRACTION, FILTERS, Curated, Progress, canonical, curate, split_rows
 from curation.selectors import (
     batch_case_ids,
-    case_pk_for_row,
     curation_eval_items,
     dataset_rows_for_batch,
     dataset_version_abspath,
@@ -76,13 +75,9 @@ Rows = list[dict[str, Any]]
 
 
 def dataset_split(*, rows: Rows, eval_fraction: float = EVAL_FRACTION) -> dict[str, Rows]:
-    """Deterministic train/eval split by case (`curation.pipeline.split_groups`): all the rows of one
-    case (its example pairs) go to the same side; a row of no case is a group of its own."""
-    groups: dict[str, Rows] = defaultdict(list)
-    for row in rows:
-        case_pk = case_pk_for_row(row_id=str(row["id"]))
-        groups[f"case-{case_pk}" if case_pk is not None else f"row:{row['id']}"].append(row)
-    return split_groups(groups=list(groups.values()), eval_fraction=eval_fraction)
+    """Deterministic train/eval split as a build makes it (`curation.pipeline.split_rows`): all the rows of
+    one case (its example pairs) and of one cluster go to the same side."""
+    return split_rows(rows=rows, eval_fraction=eval_fraction)
 
 
 def _file_sha256(path: Path) -> str:
@@ -112,7 +107,7 @@ def _feature(dtype: str) -> dict[str, Any]:
     return {"sequence": "string"} if dtype == "list" else {"dtype": dtype}
 
 
-def _dataset_card(*, batch: DatasetBatch, curated: Curated, content_hash: str) -> str:
+def _dataset_card(*, batch: DatasetBatch, curated: Curated, summary: dict[str, Any], content_hash: str) -> str:
     splits = curated.splits
     rows = [row for name in SPLITS for row in splits[name]]
     licenses = sorted({row["license"].lower() for row in rows})
@@ -151,18 +146,22 @@ def _dataset_card(*, batch: DatasetBatch, curated: Curated, content_hash: str) -
         "eval_percent": round(100 * EVAL_FRACTION),
         "replaced": sorted(curated.replaced.items()),
         "dropped": curated.dropped,
-        "curation": curated.summary(),
+        "curation": summary,
     }
     return render_to_string("curation/dataset_card.md", context)
 
 
 def dataset_curate(*, batch: DatasetBatch, progress: Progress | None = None) -> Curated:
     """The batch's rows through every filter (`curation.pipeline`), as a build of it now would write them."""
-    rows = dataset_rows_for_batch(batch=batch)
+    return _curate(batch=batch, rows=dataset_rows_for_batch(batch=batch), case_ids=batch_case_ids(batch=batch),
+                   progress=progress)
+
+
+def _curate(*, batch: DatasetBatch, rows: Rows, case_ids: list[int], progress: Progress | None = None) -> Curated:
     curated = curate(rows=rows, eval_items=curation_eval_items(), keep_per_cluster=settings.DATASET_NEAR_DUP_KEEP,
                      progress=progress)
     # Every case of a batch has a row, so the cases without one are exactly those withdrawn when the rows were read.
-    curated.withdrawn_cases = sorted(set(batch_case_ids(batch=batch)) - {row["case_id"] for row in rows})
+    curated.withdrawn_cases = sorted(set(case_ids) - {row["case_id"] for row in rows})
     return curated
 
 
@@ -172,13 +171,13 @@ PREVIEW_CACHE_SECONDS = 3600
 
 def batch_curation_preview(*, batch: DatasetBatch) -> dict[str, Any]:
     """What building the batch now would drop, change and flag (the manifest's `curation`), for its review page."""
-    rows = dataset_rows_for_batch(batch=batch)
+    rows, case_ids = dataset_rows_for_batch(batch=batch), batch_case_ids(batch=batch)
     key = "curation-preview:" + hashlib.sha256(canonical([
-        rows, batch_case_ids(batch=batch), list(BenchmarkSet.objects.filter(active=True).values_list("sha256")),
+        rows, case_ids, list(BenchmarkSet.objects.filter(active=True).values_list("sha256")),
         settings.DATASET_NEAR_DUP_KEEP, str(settings.GENERAL_EVAL_PATH)])).hexdigest()
     summary = cache.get(key)
     if summary is None:
-        summary = dataset_curate(batch=batch).summary()
+        summary = _curate(batch=batch, rows=rows, case_ids=case_ids).summary()
         cache.set(key, summary, PREVIEW_CACHE_SECONDS)
     return summary
 
@@ -206,8 +205,9 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, curated: Curated) -> di
     )
     dataset.save_to_disk(str(folder))
     content_hash = dataset_curated_hash(curated=curated)
+    summary = curated.summary()
     (folder / "README.md").write_text(
-        _dataset_card(batch=batch, curated=curated, content_hash=content_hash), encoding="utf-8"
+        _dataset_card(batch=batch, curated=curated, summary=summary, content_hash=content_hash), encoding="utf-8"
     )
     manifest = {
         "name": batch.name,
@@ -220,7 +220,7 @@ def _write_dataset(*, folder: Path, batch: DatasetBatch, curated: Curated) -> di
         # What the scrubber replaced, per kind of personal data (rows hold `<PHONE>`, `<ID>`, ... instead).
         "personal_data_replaced": dict(sorted(curated.replaced.items())),
         # Per filter: rows dropped, changed and flagged, and why; then every dropped row.
-        "curation": curated.summary(),
+        "curation": summary,
         # Cases of the batch left out because their authors withdrew them before the build.
         "withdrawn_cases": curated.withdrawn_cases,
         "content_hash_method": "sha256 of canonical JSON {split: [rows sorted by id]}, keys sorted, UTF-8",
